@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Installed first, so pip never pulls an unpinned (multi-GB CUDA) build; override for another build.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-unit test-browser lab lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check $(TORCH_SPEC)
+	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cmlearn demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check cmlearn tests benchmarks scripts
+
+test-unit: $(STAMP)
+	CMLEARN_FAST=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/pytest --nbval-lax -n 2 --dist loadfile \
+		--durations=15 -q tests notebooks
+
+test-browser: $(STAMP)
+	bash tests/browser/setup.sh $(BIN)
+	CMLEARN_FAST=1 OMP_NUM_THREADS=1 $(BIN)/pytest -q -p no:cacheprovider tests/browser --override-ini addopts=
+
+test: lint test-unit test-browser
+
+lab: $(STAMP)
+	bash tests/browser/setup.sh $(BIN) --settings-only
+	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyter lab --notebook-dir=notebooks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
