@@ -1,0 +1,3 @@
+from cmlearn.cli import main
+
+raise SystemExit(main())

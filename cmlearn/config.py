@@ -1,0 +1,131 @@
+"""The training configuration: one flat dataclass for every preset, with ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("edm", "cd", "ct", "ict")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; presets (cmlearn.presets) fill it, the command line overrides single keys."""
+
+    preset: str = ""
+    kind: str = "cd"  # edm | cd | ct | ict
+    data: str = "eight_gaussians"  # a 2D preset name, "file:PATH.npy", "digits" or "cifar10"
+    data_root: str = ""  # CIFAR-10 root (holds cifar-10-batches-py/)
+    teacher: str = "exact"  # CD only: exact | empirical | a toy-edm RUN_DIR
+    net: str = "mlp"  # mlp | unet | ncsnpp
+    net_kwargs: dict = field(default_factory=dict)
+    steps: int = 4000
+    batch_size: int = 512
+    grad_accum: int = 1
+    lr: float = 1e-3
+    optimizer: str = "radam"  # radam | adam
+    lr_schedule: str = "constant"  # constant | cosine | linear
+    lr_final: float = 0.0  # final lr as a fraction of lr (cosine/linear)
+    warmup: int = 0
+    grad_clip: float = 0.0
+    ema_decay: float = 0.999  # eval EMA of weights
+    N: int = 18  # CD grid size (and CT's fixed N when ct_fixed_N is set)
+    solver: str = "heun"
+    mu: float = 0.0  # CD target decay
+    distance: str = "l2"
+    weighting: str = "uniform"  # uniform | ict (lambda = 1 / (t_{n+1} - t_n))
+    K: int = 0  # curriculum length for CT/iCT (0: = steps)
+    s0: int = 0  # curriculum start (0: the loss's default, 2 for CT, 10 for iCT)
+    s1: int = 0  # curriculum end (0: default, 150 for CT, 1280 for iCT)
+    mu0: float = 0.9
+    official_mu: bool = False
+    ct_fixed_N: int = 0  # CT with a fixed N (0: the N(k) curriculum)
+    ct_fixed_mu: float = -1.0  # CT with a fixed target decay (< 0: the mu(k) curriculum)
+    p_mean: float = -1.1  # iCT lognormal index sampling
+    p_std: float = 2.0
+    sigma_data: float = 0.5
+    eps: float = 0.002
+    T: float = 80.0
+    rho: float = 7.0
+    init_from: str = ""  # RUN_DIR whose EMA weights initialise the network (CD from the EDM teacher)
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    sample_every: int = 0
+    amp: bool = False  # bf16 autocast (GPU)
+    compile: bool = False
+    channels_last: bool = False
+    tf32: bool = True
+    device: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; choose one of {KINDS}")
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {name}={getattr(self, name)}")
+        if not 0 < self.eps < self.T:
+            raise ValueError(f"need 0 < eps < T, got eps={self.eps}, T={self.T}")
+        if self.N < 2:
+            raise ValueError(f"N must be >= 2, got N={self.N}")
+        if not 0 <= self.mu < 1 or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"mu and ema_decay must be in [0, 1), got mu={self.mu}, ema_decay={self.ema_decay}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got lr={self.lr}")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}")
+        if self.optimizer not in ("radam", "adam"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'radam' or 'adam'")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path) -> None:
+        with open(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, path) -> TrainConfig:
+        with open(path) as fh:
+            raw = json.load(fh)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        return cls(**raw)
+
+    def override(self, pairs: list[str] | dict[str, Any]) -> TrainConfig:
+        """A copy with ``key=value`` strings (or a dict) applied; values are parsed to the field's type."""
+        items = dict(p.split("=", 1) if "=" in p else (p, None) for p in pairs) if isinstance(pairs, list) else pairs
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        new = self.to_dict()
+        for key, value in items.items():
+            if value is None:
+                raise ValueError(f"override {key!r} must look like key=value")
+            if key not in fields:
+                raise ValueError(f"unknown config key {key!r}; known keys: {', '.join(sorted(fields))}")
+            new[key] = _parse(value, type(new[key])) if isinstance(value, str) else value
+        return TrainConfig(**new)
+
+
+def _parse(text: str, typ: type):
+    try:
+        if typ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if typ is dict:
+            return json.loads(text)
+        return typ(text)
+    except ValueError as err:
+        raise ValueError(f"cannot parse {text!r} as {typ.__name__}") from err

@@ -1,0 +1,127 @@
+"""Build what a config names (network, data source, teacher, loss) and load finished runs back."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cmlearn.config import TrainConfig
+from cmlearn.parameterization import ConsistencyFunction, Denoiser
+
+
+def build_net(cfg: TrainConfig, *, dim: int | None = None) -> nn.Module:
+    """The backbone F_theta named by ``cfg.net`` with ``cfg.net_kwargs``."""
+    kw = dict(cfg.net_kwargs)
+    if cfg.net == "mlp":
+        from cmlearn.nets.mlp import MLP
+
+        return MLP(dim if dim is not None else kw.pop("dim", 2), **{k: v for k, v in kw.items() if k != "dim"})
+    if cfg.net == "unet":
+        from cmlearn.nets.unet import UNet
+
+        return UNet(**kw)
+    if cfg.net == "ncsnpp":
+        from cmlearn.nets.ncsnpp import NCSNpp
+
+        return NCSNpp(**kw)
+    raise ValueError(f"unknown net {cfg.net!r}; choose 'mlp', 'unet' or 'ncsnpp'")
+
+
+def build_model(cfg: TrainConfig, *, dim: int | None = None) -> nn.Module:
+    """Denoiser for EDM teachers, ConsistencyFunction (boundary condition built in) for CD/CT/iCT."""
+    net = build_net(cfg, dim=dim)
+    if cfg.kind == "edm":
+        return Denoiser(net, sigma_data=cfg.sigma_data)
+    return ConsistencyFunction(net, sigma_data=cfg.sigma_data, eps=cfg.eps)
+
+
+def data_dim(cfg: TrainConfig, source) -> int | None:
+    return source.dim if hasattr(source, "dim") else None
+
+
+def build_source(cfg: TrainConfig):
+    """The training data: a 2D preset (fresh samples), a point file, digits or CIFAR-10."""
+    from cmlearn.data.sources import MixtureSource, TensorSource, load_points
+
+    if cfg.data.startswith("file:"):
+        src = TensorSource(load_points(cfg.data[5:]).float())
+        src.dim = src.data.shape[1]
+        return src
+    if cfg.data == "digits":
+        from cmlearn.data.digits import digits_tensor
+
+        return TensorSource(digits_tensor("train"))
+    if cfg.data == "cifar10":
+        from cmlearn.data.cifar10 import cifar10_tensor
+
+        return TensorSource(cifar10_tensor(cfg.data_root, train=True), flip=True)
+    from cmlearn.presets2d import preset
+
+    src = MixtureSource(preset(cfg.data))
+    src.dim = src.dist.dim
+    return src
+
+
+def reference_distribution(cfg: TrainConfig):
+    """The known distribution of a 2D preset (None for data files and images)."""
+    from cmlearn.presets2d import PRESETS, preset
+
+    return preset(cfg.data) if cfg.data in PRESETS else None
+
+
+def build_teacher(cfg: TrainConfig, source, device: torch.device):
+    """The CD teacher denoiser D(x, t): exact (preset mixture), empirical (the data set), or a toy-edm RUN_DIR."""
+    if cfg.teacher in ("exact", "empirical"):
+        if cfg.teacher == "exact":
+            dist = reference_distribution(cfg)
+            if dist is None:
+                raise ValueError(f"teacher 'exact' needs a 2D preset as data, got data={cfg.data!r}; "
+                                 "use teacher=empirical or a learned teacher RUN_DIR")
+        else:
+            from cmlearn.distributions import EmpiricalDistribution
+
+            if not hasattr(source, "data"):
+                raise ValueError("teacher 'empirical' needs a finite data set (a --data file)")
+            dist = EmpiricalDistribution(source.data.flatten(1))
+
+        def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return dist.denoiser(x.double().cpu(), t.double().cpu()).to(x)
+
+        return denoiser
+    run = load_run(cfg.teacher, device=device)
+    if run.cfg.kind != "edm":
+        raise ValueError(f"teacher run {cfg.teacher} is a {run.cfg.kind!r} run; a teacher must be an 'edm' run")
+    return run.model
+
+
+@dataclass
+class Run:
+    """A finished (or checkpointed) run: its config, its EMA model in eval mode, and where it lives."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    path: Path
+    step: int
+
+
+def load_run(run_dir: str | Path, *, device: torch.device | str = "cpu", weights: str = "ema") -> Run:
+    """Load RUN_DIR/config.json and the EMA (or online, ``weights='model'``) weights of its latest checkpoint."""
+    from cmlearn.checkpoint import load_checkpoint
+
+    path = Path(run_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a run directory (no config.json); train one with `cmlearn train`")
+    cfg = TrainConfig.load(path / "config.json")
+    ckpt = load_checkpoint(path / "checkpoints" / "latest.pt")
+    model = build_model(cfg, dim=ckpt.get("dim"))
+    model.load_state_dict(ckpt[weights])
+    model.to(device).eval().requires_grad_(False)
+    return Run(cfg=cfg, model=model, path=path, step=ckpt["step"])
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).requires_grad_(False)

@@ -1,0 +1,124 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cmlearn.losses import CDLoss, CTLoss, EDMLoss, ICTLoss, l1, l2, make_distance, pseudo_huber
+from cmlearn.nets.mlp import MLP
+from cmlearn.parameterization import ConsistencyFunction, Denoiser
+from cmlearn.pfode import heun_step
+from cmlearn.presets2d import preset
+from cmlearn.schedules import karras_sigmas
+
+
+def test_distances():
+    x, y = torch.zeros(3, 4), torch.ones(3, 4)
+    assert torch.allclose(l2(x, y), torch.ones(3)) and torch.allclose(l1(x, 2 * y), 2 * torch.ones(3))
+    c = 0.00054 * 2  # sqrt(dim) = 2
+    assert torch.allclose(pseudo_huber(x, y), torch.full((3,), math.sqrt(4 + c**2) - c))
+    # whole-sample, not per pixel: differs from the per-pixel sum
+    per_pixel = (torch.sqrt((x - y) ** 2 + c**2) - c).sum(1)
+    assert not torch.allclose(pseudo_huber(x, y), per_pixel)
+    with pytest.raises(ValueError, match="'l3'"):
+        make_distance("l3")
+
+
+class Recorder(nn.Module):
+    """Dropout net that records its masks."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x, c):
+        m = (torch.rand_like(x) > 0.5).float()
+        self.masks.append(m)
+        return self.lin(x) * m
+
+
+def test_online_and_target_share_dropout_randomness():
+    net = Recorder()
+    f = ConsistencyFunction(net)
+    loss = CTLoss(K=100, N=10)
+    x0 = torch.randn(64, 2)
+    loss(f, f, x0, k=0, generator=torch.Generator().manual_seed(0))
+    assert len(net.masks) == 2 and torch.equal(net.masks[0], net.masks[1])
+
+
+def test_cd_loss_uses_teacher_heun_step():
+    g = preset("eight_gaussians")
+
+    def teacher(x, t):
+        return g.denoiser(x.double(), t.double()).float()
+
+    seen = {}
+
+    class Spy(nn.Module):
+        def forward(self, x, t):
+            seen.setdefault("calls", []).append((x.clone(), t.clone()))
+            return x
+
+    loss = CDLoss(teacher, N=5, solver="heun")
+    x0 = torch.randn(16, 2)
+    loss(Spy(), Spy(), x0, generator=torch.Generator().manual_seed(0))
+    (x_next, t_next), (x_cur, t_cur) = seen["calls"]
+    ts = karras_sigmas(5).float()
+    assert all(float(t) in ts.tolist() for t in t_next)
+    idx = torch.tensor([ts.tolist().index(float(t)) for t in t_next])
+    assert torch.allclose(t_cur, ts[idx - 1])
+    assert torch.allclose(x_cur, heun_step(x_next, t_next, t_cur, denoiser=teacher), atol=1e-6)
+
+
+def test_ct_uses_same_noise_and_ict_weighting():
+    calls = []
+
+    class Spy(nn.Module):
+        def forward(self, x, t):
+            calls.append((x, t))
+            return x
+
+    x0 = torch.randn(32, 2)
+    CTLoss(K=10, N=6)(Spy(), Spy(), x0, generator=torch.Generator().manual_seed(0))
+    (xa, ta), (xb, tb) = calls
+    za, zb = (xa - x0) / ta[:, None], (xb - x0) / tb[:, None]
+    assert torch.allclose(za, zb, atol=1e-4)
+    calls.clear()
+    out = ICTLoss(K=10, N=6)(Spy(), Spy(), x0, generator=torch.Generator().manual_seed(0))
+    (xa, ta), (xb, tb) = calls
+    want = pseudo_huber(xa, xb) / (ta - tb)
+    assert torch.allclose(out, want)
+
+
+def test_edm_training_approaches_exact_denoiser():
+    torch.manual_seed(0)
+    D = Denoiser(MLP(2, width=64, depth=2))
+    opt = torch.optim.Adam(D.parameters(), lr=3e-3)
+    g = preset("two_moons")
+    gen = torch.Generator().manual_seed(0)
+    x0 = g.sample(2000, generator=gen)
+    xt = (x0 + 0.5 * torch.randn(x0.shape, dtype=torch.float64, generator=gen))
+    exact = g.denoiser(xt, 0.5)
+
+    def err():
+        with torch.no_grad():
+            return (D(xt.float(), 0.5).double() - exact).norm(dim=1).mean().item()
+
+    before = err()
+    loss_fn = EDMLoss()
+    for _ in range(300):
+        loss = loss_fn(D, D, g.sample(256, generator=gen).float(), generator=gen).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert err() < 0.7 * before
+
+
+def test_bad_loss_config():
+    with pytest.raises(ValueError, match="N=1"):
+        CDLoss(lambda x, t: x, N=1)
+    with pytest.raises(ValueError, match="'rk4'"):
+        CDLoss(lambda x, t: x, solver="rk4")
+    with pytest.raises(ValueError, match="eps=80"):
+        CDLoss(lambda x, t: x, eps=80.0)
