@@ -110,7 +110,13 @@ def cmd_evaluate(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    bad = [e for e in extra if args.cmd != "train" or e.startswith("-") or "=" not in e]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if args.cmd == "train":
+        args.overrides = list(args.overrides) + extra
     try:
         if args.cmd == "demo":
             from cmlearn.demo import run_demo

@@ -117,7 +117,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
     ema = frozen_copy(model).eval()
     opt_cls = torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    # one generator per micro-batch slot (rank, accumulation step): 2 ranks x 1 step see the same data and
+    # noise as 1 rank x 2 accumulation steps, so a DDP run matches a single-process run at the same global batch
+    slots = [rank * cfg.grad_accum + a for a in range(cfg.grad_accum)]
+    gens = [torch.Generator().manual_seed(cfg.seed * 1000 + s) for s in slots]
     step = 0
 
     # ---- resume exactly where the last checkpoint left off
@@ -134,28 +137,36 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
         if separate_target:
             target.load_state_dict(state["target"])
         opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"][rank] if rank < len(state["gen"]) else state["gen"][0])
+        if len(state["gen"]) != world * cfg.grad_accum:
+            raise ValueError(f"{ckpt_path} was written by {len(state['gen'])} ranks x accumulation steps; resume it "
+                             f"with the same world size x grad_accum (now {world} x {cfg.grad_accum})")
+        for g, s in zip(gens, slots):
+            g.set_state(state["gen"][s])
         torch.set_rng_state(state["rng"])
         step = state["step"]
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
 
-    net = model
+    net = ddp = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
     if cfg.compile:
         net = torch.compile(net)
     tgt_net = net if not separate_target else target
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
 
     def save():
-        gens = _gather_generator_states(gen, world)
+        states = _gather([g.get_state() for g in gens], world)
+        sums = _gather([sum(float(p.detach().double().sum()) for p in model.parameters())], world)
+        if len(set(sums)) != 1:
+            raise RuntimeError(f"ranks disagree on the weights at step {step}: parameter checksums {sums}")
         if rank == 0:
             save_checkpoint({"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
                              "target": target.state_dict() if separate_target else None,
-                             "opt": opt.state_dict(), "gen": gens, "rng": torch.get_rng_state(), "dim": dim,
-                             "config": cfg.to_dict()}, ckpt_path)
+                             "opt": opt.state_dict(), "gen": states, "rng": torch.get_rng_state(), "dim": dim,
+                             "rank_checksums": sums, "world": world, "config": cfg.to_dict()}, ckpt_path)
             if on_checkpoint is not None:
                 on_checkpoint(step, ema)
 
@@ -172,12 +183,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         opt.zero_grad(set_to_none=True)
-        for a in range(cfg.grad_accum):
+        for a, gen in enumerate(gens):
             x0 = source.batch(micro, gen).to(device, non_blocking=True)
             if cfg.channels_last and x0.ndim == 4:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
             sync = a == cfg.grad_accum - 1 or world == 1
-            ctx = net.no_sync() if (world > 1 and not sync) else _null()
+            ctx = ddp.no_sync() if (world > 1 and not sync) else _null()
             with ctx, amp:
                 loss = loss_fn(net, tgt_net, x0, k=step, generator=gen).mean()
             (loss / cfg.grad_accum).backward()
@@ -218,14 +229,15 @@ def _always_zero(loss_fn) -> bool:
     return getattr(loss_fn, "mu", None) == 0.0
 
 
-def _gather_generator_states(gen: torch.Generator, world: int) -> list[torch.Tensor]:
+def _gather(items: list, world: int) -> list:
+    """Concatenate every rank's ``items`` in rank order (identity on one process)."""
     if world == 1:
-        return [gen.get_state()]
+        return list(items)
     import torch.distributed as dist
 
-    states: list = [None] * world
-    dist.all_gather_object(states, gen.get_state())
-    return states
+    parts: list = [None] * world
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
 
 
 class _null:
