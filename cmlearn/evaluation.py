@@ -38,7 +38,7 @@ def exact_heun_reference(cfg: TrainConfig, n: int, generator: torch.Generator) -
                        eps=cfg.eps, T=cfg.T)
 
 
-def evaluate_points(run, *, n: int = 10_000, seed: int = 0, n_projections: int = 1000) -> dict:
+def evaluate_points(run, *, n: int = 20_000, seed: int = 0, n_projections: int = 1000) -> dict:
     """Sliced W2 to fresh data of 1- and 2-step samples (or EDM Heun samples), with the exact-score Heun bar."""
     gen = torch.Generator().manual_seed(seed)
     cfg = run.cfg
@@ -54,6 +54,8 @@ def evaluate_points(run, *, n: int = 10_000, seed: int = 0, n_projections: int =
             res[f"nll_{name}"] = mixture_nll(x, dist)
     if reference_distribution(cfg) is not None:
         res["sw_exact_heun18"] = sliced_wasserstein(exact_heun_reference(cfg, n, gen), ref, n_projections=n_projections)
+        # the noise floor: two independent samples of the data distribution itself
+        res["sw_floor"] = sliced_wasserstein(fresh_points(cfg, n, gen), ref, n_projections=n_projections)
     return res
 
 
@@ -68,4 +70,4 @@ def evaluate(run_dir: str | Path, *, n: int | None = None, seed: int = 0) -> dic
         from cmlearn.metrics.fid import evaluate_cifar10_run
 
         return evaluate_cifar10_run(run, n=n, seed=seed)
-    return evaluate_points(run, n=n or 10_000, seed=seed)
+    return evaluate_points(run, n=n or 20_000, seed=seed)

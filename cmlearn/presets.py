@@ -20,7 +20,7 @@ def toy_edm() -> TrainConfig:
 def toy_cd() -> TrainConfig:
     """Consistency distillation (Alg. 2) from the exact score, Heun, N = 18, target EMA mu = 0.95."""
     return TrainConfig(preset="toy-cd", kind="cd", teacher="exact", net="mlp", net_kwargs=dict(TOY_NET),
-                       steps=pick(4000, 300), batch_size=pick(1024, 256), lr=2e-3, lr_schedule="cosine",
+                       steps=pick(8000, 300), batch_size=pick(512, 256), lr=2e-3, lr_schedule="cosine",
                        lr_final=0.02, N=18, solver="heun", mu=0.95, distance="l2", ema_decay=0.998,
                        checkpoint_every=pick(1000, 100), log_every=pick(200, 50))
 
