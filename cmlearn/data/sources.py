@@ -22,7 +22,10 @@ class MixtureSource:
 
 
 class TensorSource:
-    """Uniform random minibatches (with replacement) of a fixed tensor; optional random horizontal flips."""
+    """Uniform random minibatches (with replacement) of a fixed tensor; optional random horizontal flips.
+
+    uint8 images (0..255) are mapped to [-1, 1] per batch, so a whole data set stays small in memory.
+    """
 
     def __init__(self, data: torch.Tensor, *, flip: bool = False):
         if data.ndim < 2 or len(data) < 1:
@@ -31,12 +34,11 @@ class TensorSource:
 
     def batch(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self.data), (n,), generator=generator)
-        x = self.data[idx].float()
+        x = self.data[idx]
+        x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
         if self.flip:
             mask = torch.rand(n, generator=generator) < 0.5
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-        if x.dtype != torch.float32:
-            x = x.float()
         return x
 
 
