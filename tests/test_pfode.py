@@ -6,6 +6,7 @@ from cmlearn.distributions import GaussianMixture
 from cmlearn.pfode import drift, euler_step, exact_consistency_function, heun_step, reference_solve, solve
 from cmlearn.presets2d import preset
 from cmlearn.schedules import karras_sigmas
+from cmlearn.theory import fit_order, solver_errors
 
 
 def test_reference_solve_single_gaussian_closed_form():
@@ -44,6 +45,11 @@ def test_solver_orders_on_mixture():
                 for N in Ns]
         order = -np.polyfit(np.log(Ns), np.log([float(e) for e in errs]), 1)[0]
         assert lo <= order <= hi, (method, order, errs)
+    # the package helper agrees
+    res = solver_errors(g, Ns=Ns, n=1000, seed=0)
+    assert 0.8 <= fit_order(Ns, res["mean"]["euler"]) <= 1.2
+    assert 1.8 <= fit_order(Ns, res["mean"]["heun"]) <= 2.3
+    assert all(s >= m for s, m in zip(res["sup"]["heun"], res["mean"]["heun"]))
 
 
 def test_trajectory_and_consistency_function():
