@@ -56,9 +56,9 @@ def build_source(cfg: TrainConfig):
 
         return TensorSource(digits_tensor("train"))
     if cfg.data == "cifar10":
-        from cmlearn.data.cifar10 import cifar10_tensor
+        from cmlearn.data.cifar10 import cifar10_uint8
 
-        return TensorSource(cifar10_tensor(cfg.data_root, train=True), flip=True)
+        return TensorSource(cifar10_uint8(cfg.data_root, train=True), flip=True)
     from cmlearn.presets2d import preset
 
     src = MixtureSource(preset(cfg.data))
