@@ -49,7 +49,7 @@ class TrainConfig:
     eps: float = 0.002
     T: float = 80.0
     rho: float = 7.0
-    init_from: str = ""  # RUN_DIR whose EMA weights initialise the network (CD from the EDM teacher)
+    init_from: str = ""  # RUN_DIR whose EMA weights initialise the network; "teacher": CD starts from its teacher
     seed: int = 0
     checkpoint_every: int = 1000
     log_every: int = 100

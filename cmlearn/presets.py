@@ -60,7 +60,7 @@ def cifar10_edm(size: str = "full") -> TrainConfig:
 def cifar10_cd(size: str = "full") -> TrainConfig:
     """CD (LPIPS, Heun, N = 18, mu = 0), RAdam lr 4e-4, batch 512, 800k steps, EMA 0.9999, from the EDM teacher."""
     teacher = "runs/cifar10-edm" if size == "full" else "runs/cifar10-edm-smoke"
-    return _cifar(size, preset="cifar10-cd", kind="cd", teacher=teacher, init_from=teacher, distance="lpips",
+    return _cifar(size, preset="cifar10-cd", kind="cd", teacher=teacher, init_from="teacher", distance="lpips",
                   solver="heun", N=18, mu=0.0, optimizer="radam", lr=4e-4, batch_size=512, steps=800_000,
                   ema_decay=0.9999)
 

@@ -104,7 +104,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
     dim = getattr(source, "dim", None)
     model = build_model(cfg, dim=dim).to(device)
     if cfg.init_from:
-        init = load_run(cfg.init_from, device=device)
+        init = load_run(cfg.teacher if cfg.init_from == "teacher" else cfg.init_from, device=device)
         missing = model.net.load_state_dict(init.model.net.state_dict(), strict=False)
         if missing.missing_keys:
             raise ValueError(f"init_from={cfg.init_from}: network does not match ({missing.missing_keys[:3]} ...)")
