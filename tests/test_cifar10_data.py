@@ -153,3 +153,18 @@ def test_bad_download_is_removed(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="md5"):
         c10.cifar10(root, download=True)
     assert not (root / c10.ARCHIVE).exists()
+
+
+def test_writer_round_trips_through_the_reader(tmp_path):
+    from cmlearn.data.cifar10 import load_cifar10
+    from cmlearn.data.cifar10_writer import synthetic_cifar10, write_cifar10_format
+
+    imgs = torch.randint(0, 256, (23, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(23) % 10
+    write_cifar10_format(tmp_path / "mine", imgs, labels)
+    x, y = load_cifar10(tmp_path / "mine", train=True)
+    assert torch.equal(x, imgs) and torch.equal(y, labels)
+    synthetic_cifar10(tmp_path / "syn", n=20)
+    assert load_cifar10(tmp_path / "syn")[0].shape == (20, 3, 32, 32)
+    with pytest.raises(ValueError, match="uint8"):
+        write_cifar10_format(tmp_path / "bad", imgs.float(), labels)
