@@ -6,6 +6,7 @@ Each panel returns a ``Panel`` whose ``controls`` are the sliders (set ``.value`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from cmlearn.metrics import sliced_wasserstein
 from cmlearn.pfode import solve
 from cmlearn.plotting import plot_points, plot_trajectories
 from cmlearn.runtime import seed_everything
-from cmlearn.schedules import karras_sigmas
+from cmlearn.schedules import EPS, karras_sigmas
 
 # ---------------------------------------------------------------- compute
 
@@ -46,7 +47,7 @@ def pf_ode_plot(res: dict):
     axes[0].semilogy(range(1, len(ts) + 1), ts, "o-", ms=3)
     axes[0].set(xlabel="i", ylabel="t_i", title=f"Karras grid: N={res['N']}, eps={res['eps']:.3g}, rho={res['rho']:g}")
     plot_trajectories(res["traj"], ax=axes[1], title=f"{res['method']}, {res['nfe']} NFE")
-    plot_points(res["data"], ax=axes[2], color="0.7")
+    plot_points(res["data"], ax=axes[2], color="0.6", s=5)
     plot_points(res["end"], ax=axes[2], color="C3", title=f"endpoints (red) vs data: SW {res['sw']:.3f}")
     fig.tight_layout()
     return fig
@@ -100,9 +101,11 @@ def pf_ode_panel(dist, *, N: int = 18, eps: float = 0.002, rho: float = 7.0, n: 
     import ipywidgets as w
 
     style = {"description_width": "initial"}
+    lo = math.log10(min(eps, EPS))
     controls = {
         "N": w.IntSlider(value=N, min=2, max=80, description="N", style=style),
-        "eps": w.FloatLogSlider(value=eps, base=10, min=-3, max=0, step=0.1, description="eps", style=style),
+        # the exponent grid starts at log10(eps) so the default eps (the paper's 0.002) is on it exactly
+        "eps": w.FloatLogSlider(value=eps, base=10, min=lo, max=lo + 2.6, step=0.1, description="eps", style=style),
         "rho": w.FloatSlider(value=rho, min=1.0, max=10.0, step=0.5, description="rho", style=style),
         "method": w.Dropdown(options=["heun", "euler"], value="heun", description="solver"),
     }
