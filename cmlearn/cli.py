@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--n", type=int, default=None, help="number of samples")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--inception-weights", help="CIFAR-10 FID: a local Inception weights file instead of the download")
     return p
 
 
@@ -102,7 +103,7 @@ def _image_shape(run):
 def cmd_evaluate(a) -> int:
     from cmlearn.evaluation import evaluate
 
-    res = evaluate(a.run_dir, n=a.n, seed=a.seed)
+    res = evaluate(a.run_dir, n=a.n, seed=a.seed, inception_weights=a.inception_weights)
     (Path(a.run_dir) / "evaluation.json").write_text(json.dumps(res, indent=2))
     for k, v in res.items():
         print(f"{k}: {v:.5g}" if isinstance(v, float) else f"{k}: {v}")

@@ -59,15 +59,21 @@ def evaluate_points(run, *, n: int = 20_000, seed: int = 0, n_projections: int =
     return res
 
 
-def evaluate(run_dir: str | Path, *, n: int | None = None, seed: int = 0) -> dict:
-    """The preset's quality metric for RUN_DIR (dispatches on the data kind)."""
+def evaluate(run_dir: str | Path, *, n: int | None = None, seed: int = 0,
+             inception_weights: str | None = None) -> dict:
+    """The preset's quality metric for RUN_DIR (dispatches on the data kind).
+
+    ``inception_weights``: a local file of the FID Inception weights (CIFAR-10), instead of the download.
+    """
     run = load_run(run_dir)
     if run.cfg.data == "digits":
         from cmlearn.metrics.digits_eval import evaluate_digits_run
 
         return evaluate_digits_run(run, n=n, seed=seed)
     if run.cfg.data == "cifar10":
-        from cmlearn.metrics.fid import evaluate_cifar10_run
+        from cmlearn.metrics.fid import evaluate_cifar10_run, inception_extractor
+        from cmlearn.runtime import default_device
 
-        return evaluate_cifar10_run(run, n=n, seed=seed)
+        extractor = inception_extractor(default_device(), weights_path=inception_weights)
+        return evaluate_cifar10_run(run, n=n, seed=seed, extractor=extractor)
     return evaluate_points(run, n=n or 20_000, seed=seed)

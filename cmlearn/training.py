@@ -112,6 +112,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
         model = model.to(memory_format=torch.channels_last)
     teacher = build_teacher(cfg, source, device) if cfg.kind == "cd" else None
     loss_fn = make_loss(cfg, teacher)
+    if isinstance(getattr(loss_fn, "d", None), nn.Module):  # LPIPS: a frozen network on the training device
+        loss_fn.d = loss_fn.d.to(device)
     separate_target = cfg.kind != "edm" and not _always_zero(loss_fn)
     target = frozen_copy(model) if separate_target else model
     ema = frozen_copy(model).eval()

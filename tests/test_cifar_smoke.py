@@ -1,5 +1,6 @@
 """The CIFAR-10 presets end to end at smoke size on CPU: EDM teacher, then CD under torchrun (2 gloo ranks)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from cifar_fixture import make_fake_cifar10
 
 from cmlearn.checkpoint import load_checkpoint
 from cmlearn.cli import main
+from cmlearn.metrics.fid import random_inception_weights
 from cmlearn.runs import load_run
 
 
@@ -32,3 +34,8 @@ def test_cifar10_smoke_edm_then_cd_under_torchrun(tmp_path):
     assert out.stat().st_size > 1000
     x = torch.load(tmp_path / "cd/checkpoints/latest.pt", weights_only=False)["ema"]
     assert all(torch.isfinite(v).all() for v in x.values())
+    # FID through the real pipeline (real Inception architecture, weights made here: the number is meaningless)
+    weights = random_inception_weights(tmp_path / "inception.pth")
+    assert main(["evaluate", str(tmp_path / "cd"), "--n", "10", "--inception-weights", str(weights)]) == 0
+    res = json.loads((tmp_path / "cd/evaluation.json").read_text())
+    assert res["fid_1step"] > 0 and res["fid_2step"] > 0 and res["comparable_to_paper"] is False
