@@ -1,0 +1,189 @@
+"""Helpers for the distillation notebooks (03, 04): train-or-load runs, quick sample distances, the ablation
+figure, and a panel for N and the solver (compute, plot, wiring), like ``cmlearn.widgets``.
+
+The panel shows, for a grid size N and a teacher solver, what a zero-loss CD model would sample in one step
+(the teacher's solver composed from T down the grid: Theorem 1) beside the model trained with those settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.ticker import NullFormatter
+
+from cmlearn.config import TrainConfig
+from cmlearn.metrics import sliced_wasserstein
+from cmlearn.pfode import reference_solve
+from cmlearn.runs import Run, load_run
+from cmlearn.sampling import default_taus, sample
+from cmlearn.schedules import karras_sigmas
+from cmlearn.theorem1 import zero_loss_model
+
+# ---------------------------------------------------------------- runs
+
+
+def cache_dir() -> Path:
+    """Where notebooks keep their runs: ``CMLEARN_CACHE`` (default ``runs/``)."""
+    return Path(os.environ.get("CMLEARN_CACHE", "runs"))
+
+
+def config_key(cfg: TrainConfig) -> str:
+    """A short hash of a config: runs with different settings never share a directory."""
+    return hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None,
+                  progress: bool = False) -> Run:
+    """Load CACHE/NAME-HASH if it holds a finished run of exactly ``cfg``; else train it there (resuming)."""
+    from cmlearn.training import train
+
+    if not name or "/" in name:
+        raise ValueError(f"name must be a non-empty directory name, got {name!r}")
+    out = Path(cache if cache is not None else cache_dir()) / f"{name}-{config_key(cfg)}"
+    ckpt = out / "checkpoints" / "latest.pt"
+    if ckpt.exists():
+        run = load_run(out)
+        if run.step >= cfg.steps:
+            return run
+    train(cfg, out, resume=True, progress=progress)
+    return load_run(out)
+
+
+def cd_samples(run: Run, n: int, *, steps: int = 1, seed: int = 0, dim: int = 2) -> torch.Tensor:
+    """n samples of a CD/CT run with Algorithm 1 (``steps`` evenly spaced times from T)."""
+    taus = default_taus(steps, eps=run.cfg.eps, T=run.cfg.T, rho=run.cfg.rho)
+    gen = torch.Generator().manual_seed(seed)
+    return sample(run.model, n, taus, shape=(dim,), generator=gen, T=run.cfg.T)
+
+
+def sample_distance(run: Run, ref: torch.Tensor, *, steps: int = 1, seed: int = 0,
+                    n_projections: int = 200) -> float:
+    """Sliced W2 between ``len(ref)`` samples of a run and the reference points ``ref`` (fresh data)."""
+    x = cd_samples(run, len(ref), steps=steps, seed=seed, dim=ref.shape[1])
+    return sliced_wasserstein(x, ref, n_projections=n_projections)
+
+
+# ---------------------------------------------------------------- N x solver ablation figure (paper Fig. 3)
+
+
+def plot_ablation(results: Mapping[str, Mapping[int, float]], *, bar: float | None = None, ax=None,
+                  ylabel: str = "sliced W2 to data (1 step)", title: str = "CD: grid size N, teacher solver"):
+    """One line per solver of the distance against N (paper Fig. 3b/c in miniature); ``bar``: teacher's."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.6))
+    for solver, by_N in results.items():
+        Ns = sorted(by_N)
+        ax.plot(Ns, [by_N[N] for N in Ns], "o-", label=solver)
+    if bar is not None:
+        ax.axhline(bar, color="0.5", ls="--", label="exact-score Heun, N = 18")
+    ax.set(xscale="log", yscale="log", xlabel="N", ylabel=ylabel, title=title)
+    Ns = sorted({N for by_N in results.values() for N in by_N})
+    ax.set_xticks(Ns, [str(N) for N in Ns])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------- panel: compute
+
+
+def cd_panel_compute(dist, *, N: int, solver: str, runs: Mapping | None = None, n: int = 1000, seed: int = 0,
+                     T: float = 80.0, eps: float = 0.002, exact: tuple | None = None) -> dict:
+    """One-step samples of the zero-loss CD model for (N, solver) and of the trained run for it, if any.
+
+    ``runs`` maps (N, solver) to a Run. ``exact`` = (x_T, f(x_T, T)) reuses the exact consistency function at
+    the start points (the same noise for every slider position); distances are sliced W2 to fresh data.
+    """
+    if solver not in ("euler", "heun"):
+        raise ValueError(f"unknown solver {solver!r}; choose 'euler' or 'heun'")
+    N = int(N)
+    gen = torch.Generator().manual_seed(seed)
+    data = dist.sample(n, generator=gen)
+    if exact is None:
+        x_T = T * torch.randn(n, dist.dim, dtype=torch.float64, generator=gen)
+        exact = (x_T, reference_solve(x_T, T, eps, score=dist.score))
+    x_T, f_exact = exact
+    ts = karras_sigmas(N, eps=eps, T=T)
+    zero = zero_loss_model(x_T, N - 1, ts, score=dist.score, solver=solver)
+    nfe = (N - 1) * (2 if solver == "heun" else 1)
+    res = {"N": N, "solver": solver, "data": data, "zero": zero, "nfe_teacher": nfe,
+           "sw_zero": sliced_wasserstein(zero, data, n_projections=200),
+           "err_zero": (zero - f_exact).norm(dim=1), "trained": None}
+    run = (runs or {}).get((N, solver))
+    if run is not None:
+        with torch.no_grad():
+            x = run.model(x_T.to(next(run.model.parameters())), T).double()
+        res.update(trained=x, sw_trained=sliced_wasserstein(x, data, n_projections=200),
+                   err_trained=(x - f_exact).norm(dim=1))
+    res["available"] = sorted(runs or {})
+    return res
+
+
+# ---------------------------------------------------------------- panel: plot
+
+
+def cd_panel_plot(res: dict):
+    """Data with the zero-loss model's samples; the trained model's samples; errors to the exact f(x_T, T)."""
+    from cmlearn.plotting import plot_points
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.9))
+    plot_points(res["data"], ax=axes[0], color="0.75")
+    plot_points(res["zero"], ax=axes[0], color="C3",
+                title=f"zero-loss CD ({res['solver']}, N={res['N']}): SW {res['sw_zero']:.3f}")
+    plot_points(res["data"], ax=axes[1], color="0.75")
+    if res["trained"] is not None:
+        plot_points(res["trained"], ax=axes[1], color="C0",
+                    title=f"trained CD, 1 step: SW {res['sw_trained']:.3f}")
+    else:
+        axes[1].set_title("no trained run for these settings")
+    errs = [("zero-loss", res["err_zero"], "C3")]
+    if res["trained"] is not None:
+        errs.append(("trained", res["err_trained"], "C0"))
+    lo = max(1e-6, min(float(e.min()) for _, e, _ in errs))
+    hi = max(float(e.max()) for _, e, _ in errs)
+    bins = torch.logspace(torch.log10(torch.tensor(lo)), torch.log10(torch.tensor(hi * 1.01)), 40).numpy()
+    for name, e, c in errs:
+        axes[2].hist(e.numpy(), bins=bins, alpha=0.6, color=c, label=f"{name}: mean {float(e.mean()):.3g}")
+    axes[2].set(xscale="log", xlabel="||f(x_T, T) - exact||", title="error to the exact consistency function")
+    axes[2].xaxis.set_minor_formatter(NullFormatter())
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- panel: wiring
+
+
+def cd_panel(dist, *, runs: Mapping | None = None, N: int = 18, solver: str = "heun", n: int = 1000,
+             seed: int = 0):
+    """Slider for N and a dropdown for the solver (notebook 04); returns a ``cmlearn.widgets.Panel``."""
+    import ipywidgets as w
+
+    from cmlearn.widgets import make_panel
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    x_T = 80.0 * torch.randn(n, dist.dim, dtype=torch.float64, generator=gen)
+    exact = (x_T, reference_solve(x_T, 80.0, 0.002, score=dist.score))
+    controls = {
+        "N": w.IntSlider(value=N, min=2, max=80, description="N"),
+        "solver": w.Dropdown(options=["heun", "euler"], value=solver, description="solver"),
+    }
+
+    def describe(r):
+        text = (f"<b>{r['solver']}</b>, N = {r['N']}: the zero-loss model is the teacher's "
+                f"{r['nfe_teacher']}-NFE sampler squeezed into 1 step (SW {r['sw_zero']:.4f})")
+        if r["trained"] is not None:
+            text += f"; the trained model reaches SW {r['sw_trained']:.4f}"
+        else:
+            text += "; trained runs: " + ", ".join(f"{s} N={k}" for k, s in r["available"])
+        return text
+
+    def compute(**kw):
+        return cd_panel_compute(dist, runs=runs, n=n, seed=seed, exact=exact, **kw)
+
+    return make_panel(controls, compute, cd_panel_plot, describe)

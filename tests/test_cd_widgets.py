@@ -1,0 +1,70 @@
+import matplotlib
+import pytest
+import torch
+
+from cmlearn import cd_widgets
+from cmlearn.config import TrainConfig
+from cmlearn.presets2d import preset
+
+matplotlib.use("Agg")
+
+
+def tiny(**kw):
+    base = dict(kind="cd", data="eight_gaussians", steps=4, checkpoint_every=2, log_every=2, batch_size=32,
+                net_kwargs={"width": 16, "depth": 1, "emb_dim": 8}, mu=0.9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_or_load_trains_once_per_config(tmp_path, monkeypatch):
+    import cmlearn.training as training
+
+    calls = []
+    real = training.train
+    monkeypatch.setattr(training, "train", lambda cfg, out, **kw: calls.append(cfg.N) or real(cfg, out, **kw))
+    run = cd_widgets.train_or_load(tiny(), "a", cache=tmp_path)
+    assert run.step == 4 and calls == [18]
+    again = cd_widgets.train_or_load(tiny(), "a", cache=tmp_path)
+    assert calls == [18] and again.path == run.path  # loaded, not retrained
+    other = cd_widgets.train_or_load(tiny(N=6), "a", cache=tmp_path)
+    assert calls == [18, 6] and other.path != run.path  # another config, another directory
+    longer = cd_widgets.train_or_load(tiny(steps=6), "a", cache=tmp_path)
+    assert longer.step == 6
+    monkeypatch.setenv("CMLEARN_CACHE", str(tmp_path / "env"))
+    assert cd_widgets.cache_dir() == tmp_path / "env"
+    with pytest.raises(ValueError, match="directory name"):
+        cd_widgets.train_or_load(tiny(), "a/b", cache=tmp_path)
+
+
+def test_panel_compute_plot_and_wiring(tmp_path):
+    dist = preset("eight_gaussians")
+    run = cd_widgets.train_or_load(tiny(N=6, solver="euler"), "w", cache=tmp_path)
+    runs = {(6, "euler"): run}
+    a = cd_widgets.cd_panel_compute(dist, N=6, solver="euler", runs=runs, n=200)
+    b = cd_widgets.cd_panel_compute(dist, N=6, solver="euler", runs=runs, n=200)
+    assert torch.equal(a["zero"], b["zero"]) and a["trained"] is not None and a["nfe_teacher"] == 5
+    c = cd_widgets.cd_panel_compute(dist, N=18, solver="heun", runs=runs, n=200)
+    assert c["trained"] is None and c["nfe_teacher"] == 34
+    assert float(c["err_zero"].mean()) < float(a["err_zero"].mean())  # Heun N=18 is closer to the exact f
+    fig = cd_widgets.cd_panel_plot(a)
+    assert len(fig.axes) == 3
+    with pytest.raises(ValueError, match="unknown solver"):
+        cd_widgets.cd_panel_compute(dist, N=6, solver="rk4", n=10)
+
+    panel = cd_widgets.cd_panel(dist, runs=runs, N=18, n=200)
+    assert set(panel.controls) == {"N", "solver"} and panel.state["N"] == 18
+    panel.controls["solver"].value = "euler"
+    panel.controls["N"].value = 6
+    assert (panel.state["N"], panel.state["solver"]) == (6, "euler") and panel.state["trained"] is not None
+    assert "trained model" in panel.summary.value
+
+
+def test_sample_distance_and_ablation_plot(tmp_path):
+    dist = preset("eight_gaussians")
+    run = cd_widgets.train_or_load(tiny(), "s", cache=tmp_path)
+    ref = dist.sample(300, generator=torch.Generator().manual_seed(0))
+    d1 = cd_widgets.sample_distance(run, ref, steps=1, seed=1)
+    assert d1 == cd_widgets.sample_distance(run, ref, steps=1, seed=1) and d1 > 0
+    assert cd_widgets.cd_samples(run, 7, steps=3).shape == (7, 2)
+    fig = cd_widgets.plot_ablation({"euler": {6: 0.3, 18: 0.2}, "heun": {6: 0.25, 18: 0.1}}, bar=0.05)
+    assert len(fig.axes[0].lines) == 3
