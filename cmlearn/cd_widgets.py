@@ -72,13 +72,28 @@ def sample_distance(run: Run, ref: torch.Tensor, *, steps: int = 1, seed: int = 
 # ---------------------------------------------------------------- N x solver ablation figure (paper Fig. 3)
 
 
-def plot_ablation(results: Mapping[str, Mapping[int, float]], *, bar: float | None = None, ax=None,
+def zero_loss_distance(dist, ref: torch.Tensor, *, N: int, solver: str, seed: int = 0, T: float = 80.0,
+                       eps: float = 0.002) -> float:
+    """Sliced W2 to ``ref`` of a zero-loss CD model's one-step samples (the solver composed from T: Thm 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    x_T = T * torch.randn(len(ref), ref.shape[1], dtype=torch.float64, generator=gen)
+    x = zero_loss_model(x_T, N - 1, karras_sigmas(N, eps=eps, T=T), score=dist.score, solver=solver)
+    return sliced_wasserstein(x, ref, n_projections=200)
+
+
+def plot_ablation(results: Mapping[str, Mapping[int, float]], *, bar: float | None = None,
+                  zero_loss: Mapping[str, Mapping[int, float]] | None = None, ax=None,
                   ylabel: str = "sliced W2 to data (1 step)", title: str = "CD: grid size N, teacher solver"):
-    """One line per solver of the distance against N (paper Fig. 3b/c in miniature); ``bar``: teacher's."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.6))
-    for solver, by_N in results.items():
+    """One line per solver of the distance against N (paper Fig. 3b/c in miniature); ``bar``: teacher's;
+    ``zero_loss``: the same for zero-loss models (dashed), the floor set by the teacher's discretization."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.8))
+    for k, (solver, by_N) in enumerate(results.items()):
         Ns = sorted(by_N)
-        ax.plot(Ns, [by_N[N] for N in Ns], "o-", label=solver)
+        ax.plot(Ns, [by_N[N] for N in Ns], "o-", color=f"C{k}", label=f"{solver}, trained")
+        if zero_loss and solver in zero_loss:
+            z = zero_loss[solver]
+            ax.plot(sorted(z), [z[N] for N in sorted(z)], "x--", color=f"C{k}", alpha=0.7,
+                    label=f"{solver}, zero-loss model")
     if bar is not None:
         ax.axhline(bar, color="0.5", ls="--", label="exact-score Heun, N = 18")
     ax.set(xscale="log", yscale="log", xlabel="N", ylabel=ylabel, title=title)

@@ -256,6 +256,7 @@ def plot_error_vs_dt(curves: dict[str, ErrorCurve], *, trained: dict | None = No
     legend's orders are fitted over the grids with N >= ``min_N``.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.6))
     for k, (solver, c) in enumerate(curves.items()):
@@ -273,5 +274,6 @@ def plot_error_vs_dt(curves: dict[str, ErrorCurve], *, trained: dict | None = No
         ax.plot([dt], [err], "*", ms=13, color=f"C{j + 3}", label=label, zorder=5)
     ax.set(xscale="log", yscale="log", xlabel=r"$\Delta t = \max_n (t_{n+1} - t_n)$",
            ylabel=r"$\| f_\theta(x, t_n) - f(x, t_n) \|$", title=title)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=7, loc="lower right")
     return fig

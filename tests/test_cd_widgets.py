@@ -68,3 +68,13 @@ def test_sample_distance_and_ablation_plot(tmp_path):
     assert cd_widgets.cd_samples(run, 7, steps=3).shape == (7, 2)
     fig = cd_widgets.plot_ablation({"euler": {6: 0.3, 18: 0.2}, "heun": {6: 0.25, 18: 0.1}}, bar=0.05)
     assert len(fig.axes[0].lines) == 3
+
+
+def test_zero_loss_distance_ranks_solvers():
+    dist = preset("eight_gaussians")
+    ref = dist.sample(1000, generator=torch.Generator().manual_seed(0))
+    heun18 = cd_widgets.zero_loss_distance(dist, ref, N=18, solver="heun")
+    euler6 = cd_widgets.zero_loss_distance(dist, ref, N=6, solver="euler")
+    heun6 = cd_widgets.zero_loss_distance(dist, ref, N=6, solver="heun")
+    assert heun18 < euler6 < heun6  # Heun's corrector overshoots on the coarsest grid
+    assert heun18 == cd_widgets.zero_loss_distance(dist, ref, N=18, solver="heun")
