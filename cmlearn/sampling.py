@@ -71,3 +71,6 @@ def heun_sample(denoiser, n_or_xT: int | torch.Tensor, *, N: int = 18, shape: Se
             raise ValueError("give shape= when sampling from a number of samples")
         x = T * torch.randn((n_or_xT, *shape), generator=generator, dtype=dtype).to(device)
     return solve(x, karras_sigmas(N, eps=eps, T=T, rho=rho).flip(0), denoiser=denoiser, method="heun")
+
+
+from cmlearn.timesearch import SearchResult, search_timesteps  # noqa: E402,F401  (greedy + ternary search)
