@@ -67,7 +67,7 @@ def evaluate(run_dir: str | Path, *, n: int | None = None, seed: int = 0,
     """
     run = load_run(run_dir)
     if run.cfg.data == "digits":
-        from cmlearn.metrics.digits_eval import evaluate_digits_run
+        from cmlearn.digits_course import evaluate_digits_run
 
         return evaluate_digits_run(run, n=n, seed=seed)
     if run.cfg.data == "cifar10":
