@@ -1,0 +1,149 @@
+"""Helpers for the consistency-training notebook (06): the N(k)/mu(k) curriculum panel (compute, plot,
+wiring, like ``cmlearn.widgets``), runs trained with a learning curve of their 1-step sample quality, and the
+paper's Figure 3d in miniature (fixed N against the adaptive curriculum).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from cmlearn.config import TrainConfig
+from cmlearn.metrics import sliced_wasserstein
+from cmlearn.runs import Run, load_run
+from cmlearn.sampling import sample
+from cmlearn.schedules import ct_ema_decay, ct_num_steps, ict_num_steps
+
+# ---------------------------------------------------------------- curriculum panel: compute
+
+
+def ct_schedule_compute(*, s0: int, s1: int, mu0: float, K: int, official: bool = False, points: int = 400,
+                        ict_s0: int = 10, ict_s1: int = 1280) -> dict:
+    """N(k) and mu(k) of CT (App. C) at ``points`` steps of [0, K], with iCT's exponential N(k) beside them.
+
+    ``official`` puts N(k) - 1 in mu's denominator, as the official code does.
+    """
+    s0, s1, K = int(s0), int(s1), int(K)
+    if s0 < 1 or s1 < s0:
+        raise ValueError(f"need 1 <= s0 <= s1, got s0={s0}, s1={s1}")
+    if not 0 < mu0 < 1:
+        raise ValueError(f"mu0 must be in (0, 1), got mu0={mu0}")
+    if K < 1:
+        raise ValueError(f"K must be >= 1, got K={K}")
+    if official and s0 < 2:
+        raise ValueError(f"the official mu(k) divides by N(k) - 1, which is 0 at k = 0 when s0={s0}; "
+                         "use s0 >= 2")
+    ks = torch.linspace(0, K, points).round().long().unique().tolist()
+    N = [ct_num_steps(k, K=K, s0=s0, s1=s1) for k in ks]
+    mu = [ct_ema_decay(k, K=K, s0=s0, s1=s1, mu0=mu0, official=official) for k in ks]
+    N_ict = [ict_num_steps(k, K=K, s0=ict_s0, s1=ict_s1) for k in ks]
+    return {"ks": ks, "N": N, "mu": mu, "N_ict": N_ict, "s0": s0, "s1": s1, "mu0": float(mu0), "K": K,
+            "official": bool(official), "N_start": N[0], "N_end": N[-1], "mu_start": mu[0], "mu_end": mu[-1]}
+
+
+# ---------------------------------------------------------------- curriculum panel: plot
+
+
+def ct_schedule_plot(res: dict):
+    """Left: N(k) (CT, and iCT's exponential curriculum dotted); right: mu(k)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    axes[0].step(res["ks"], res["N"], where="post", label=f"CT: s0={res['s0']}, s1={res['s1']}")
+    axes[0].step(res["ks"], res["N_ict"], ":", where="post", color="0.5", label="iCT (s0=10, s1=1280)")
+    axes[0].set(yscale="log", xlabel="training step k", ylabel="N(k)", title="grid size N(k)")
+    axes[0].legend(fontsize=8)
+    form = "official: N(k) - 1" if res["official"] else "paper: N(k)"
+    axes[1].plot(res["ks"], res["mu"], color="C1")
+    title = rf"target EMA $\mu(k)$, $\mu_0$={res['mu0']:g} ({form})"
+    axes[1].set(xlabel="training step k", ylabel=r"$\mu(k)$", title=title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- curriculum panel: wiring
+
+
+def ct_schedule_panel(*, s0: int = 2, s1: int = 150, mu0: float = 0.9, K: int = 800_000,
+                      official: bool = False):
+    """Sliders for s0, s1, mu0, K (and the mu form) over CT's curriculum; returns a ``widgets.Panel``."""
+    import ipywidgets as w
+
+    from cmlearn.widgets import make_panel
+
+    style = {"description_width": "initial"}
+    controls = {
+        "s0": w.IntSlider(value=s0, min=2, max=20, description="s0", style=style),
+        "s1": w.IntSlider(value=s1, min=20, max=1280, step=10, description="s1", style=style),
+        "mu0": w.FloatSlider(value=mu0, min=0.5, max=0.99, step=0.01, description="mu0", style=style),
+        "K": w.IntSlider(value=K, min=1000, max=1_000_000, step=1000, description="K", style=style),
+        "official": w.Checkbox(value=official, description="official mu (N(k) - 1)"),
+    }
+
+    def describe(r):
+        return (f"N goes from {r['N_start']} to {r['N_end']} over K = {r['K']:,} steps; "
+                f"mu from {r['mu_start']:.4f} to {r['mu_end']:.4f}")
+
+    return make_panel(controls, lambda **kw: ct_schedule_compute(**kw), ct_schedule_plot, describe)
+
+
+# ---------------------------------------------------------------- runs with a learning curve
+
+
+def one_step_distance(model, ref: torch.Tensor, *, seed: int = 0, n_projections: int = 200,
+                      T: float = 80.0) -> float:
+    """Sliced W2 between len(ref) one-step samples f(x_T, T) of ``model`` and the reference points ``ref``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = sample(model, len(ref), [T], shape=(ref.shape[1],), generator=gen, T=T)
+    return sliced_wasserstein(x.double(), ref.double(), n_projections=n_projections)
+
+
+def train_with_curve(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: str | Path | None = None,
+                     seed: int = 0) -> tuple[Run, list[tuple[int, float]]]:
+    """Train-or-load like ``cd_widgets.train_or_load``, with a learning curve.
+
+    At every checkpoint the 1-step sliced W2 of the EMA model to ``ref`` is appended to RUN_DIR/curve.json;
+    returns the run and its curve [(step, distance), ...].
+    """
+    from cmlearn.cd_widgets import cache_dir, config_key
+    from cmlearn.training import train
+
+    if not name or "/" in name:
+        raise ValueError(f"name must be a non-empty directory name, got {name!r}")
+    out = Path(cache if cache is not None else cache_dir()) / f"{name}-{config_key(cfg)}"
+    curve_file = out / "curve.json"
+    ckpt = out / "checkpoints" / "latest.pt"
+    if ckpt.exists() and curve_file.exists():
+        run = load_run(out)
+        if run.step >= cfg.steps:
+            return run, [tuple(p) for p in json.loads(curve_file.read_text())]
+    curve = [tuple(p) for p in json.loads(curve_file.read_text())] if curve_file.exists() else []
+
+    def record(step, ema):
+        was = ema.training
+        ema.eval()
+        with torch.no_grad():
+            curve.append((step, one_step_distance(ema, ref, seed=seed, T=cfg.T)))
+        ema.train(was)
+        curve_file.write_text(json.dumps(curve))
+
+    train(cfg, out, resume=True, progress=False, on_checkpoint=record)
+    return load_run(out), curve
+
+
+def plot_curves(curves: Mapping[str, list], *, bar: float | None = None, floor: float | None = None, ax=None,
+                title: str = "CT: fixed N against the adaptive curriculum (paper Fig. 3d)"):
+    """Each run's 1-step distance to data against the training step; ``bar``: exact-score Heun N = 18."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.2))
+    for label, curve in curves.items():
+        steps, vals = zip(*curve)
+        ax.plot(steps, vals, "o-", ms=3, label=label)
+    if bar is not None:
+        ax.axhline(bar, color="0.4", ls="--", label="exact-score Heun, N = 18")
+    if floor is not None:
+        ax.axhline(floor, color="0.7", ls=":", label="noise floor (data vs data)")
+    ax.set(yscale="log", xlabel="training step", ylabel="sliced W2 to data (1 step)", title=title)
+    ax.legend(fontsize=8)
+    return fig
