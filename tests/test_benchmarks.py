@@ -1,0 +1,24 @@
+"""The FLOP-count benchmark runs (smoke-size NCSN++, real LPIPS network) and its table is consistent."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> str:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_cifar10_flops_counts_cd_above_ct_above_edm():
+    text = run("benchmarks/cifar10_flops.py", "--size", "smoke", "--tflops", "100")
+    rows = dict(re.findall(r"^\| (edm|cd|ct) \| ([0-9.]+) \|", text, flags=re.M))
+    edm, cd, ct = (float(rows[k]) for k in ("edm", "cd", "ct"))
+    lpips = float(re.search(r"LPIPS\(VGG\) at 224, forward x2 \+ backward: ([0-9.]+)", text).group(1))
+    assert 80 < lpips < 110  # VGG16 features at 224: ~30.7 GFLOP forward, counted three times
+    assert cd > ct > edm > 0 and ct > lpips  # CD adds the Heun teacher's two evaluations to CT's step
+
