@@ -76,7 +76,7 @@ def digits_cd() -> TrainConfig:
     The eval EMA (0.995) is short because the run is: 0.999 would still hold 22% of the initial weights at the end.
     """
     return _digits(preset="digits-cd", kind="cd", teacher="runs/digits-edm", init_from="teacher", solver="heun",
-                   N=18, mu=0.95, distance="l2", steps=pick(1500, 40), batch_size=pick(64, 32), lr=5e-4,
+                   N=18, mu=0.95, distance="l2", steps=pick(2000, 40), batch_size=pick(64, 32), lr=5e-4,
                    lr_final=0.05, ema_decay=0.995)
 
 
