@@ -11,16 +11,16 @@ benchmarks/cifar10_throughput.py has been run on the GPU.
 from __future__ import annotations
 
 import argparse
-import copy
+import sys
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cmlearn.losses import CDLoss, CTLoss, EDMLoss
-from cmlearn.parameterization import Denoiser
 from cmlearn.perceptual import LPIPSDistance
-from cmlearn.presets import get_preset
-from cmlearn.runs import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cifar10_throughput import model_and_loss  # noqa: E402  (the same model and loss as the throughput benchmark)
 
 IMAGES = {"edm": 200e6, "cd": 800_000 * 512, "ct": 800_000 * 512}  # EDM: 200M images (Karras et al. 2022)
 
@@ -34,14 +34,7 @@ def flops(fn) -> float:
 
 def step_flops(kind: str, size: str, batch: int = 2) -> float:
     """FLOPs per image of one training step's loss forward and backward (pseudo-Huber d; LPIPS counted apart)."""
-    model = build_model(get_preset(f"cifar10-{kind}", size=size))
-    if kind == "cd":
-        teacher = Denoiser(copy.deepcopy(model.net)).eval().requires_grad_(False)
-        loss_fn = CDLoss(teacher, N=18, solver="heun", mu=0.0, distance="pseudo_huber")
-    elif kind == "ct":
-        loss_fn = CTLoss(K=800_000, distance="pseudo_huber")
-    else:
-        loss_fn = EDMLoss()
+    model, loss_fn = model_and_loss(kind, size)
     x = torch.rand(batch, 3, 32, 32) * 2 - 1
     gen = torch.Generator().manual_seed(0)
     return flops(lambda: loss_fn(model, model, x, k=0, generator=gen).mean().backward()) / batch

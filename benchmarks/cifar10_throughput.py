@@ -22,16 +22,20 @@ from cmlearn.runs import build_model
 from cmlearn.runtime import default_device
 
 
-def bench(kind: str, size: str, device, *, micro: int, accum: int, amp: bool, iters: int, compile: bool) -> float:
-    cfg = get_preset(f"cifar10-{kind}", size=size)
-    model = build_model(cfg).to(device).to(memory_format=torch.channels_last)
+def model_and_loss(kind: str, size: str, device="cpu"):
+    """The preset's model and its training loss (pseudo-Huber d: LPIPS needs downloaded VGG weights)."""
+    model = build_model(get_preset(f"cifar10-{kind}", size=size)).to(device)
     if kind == "cd":
         teacher = Denoiser(copy.deepcopy(model.net)).to(device).eval().requires_grad_(False)
-        loss_fn = CDLoss(teacher, N=18, solver="heun", mu=0.0, distance="pseudo_huber")
-    elif kind == "ct":
-        loss_fn = CTLoss(K=800_000, distance="pseudo_huber")
-    else:
-        loss_fn = EDMLoss()
+        return model, CDLoss(teacher, N=18, solver="heun", mu=0.0, distance="pseudo_huber")
+    if kind == "ct":
+        return model, CTLoss(K=800_000, distance="pseudo_huber")
+    return model, EDMLoss()
+
+
+def bench(kind: str, size: str, device, *, micro: int, accum: int, amp: bool, iters: int, compile: bool) -> float:
+    model, loss_fn = model_and_loss(kind, size, device)
+    model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
     opt = torch.optim.RAdam(model.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)

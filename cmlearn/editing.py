@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from cmlearn.sampling import check_taus
+from cmlearn.sampling import check_taus, sample
 from cmlearn.schedules import EPS, T_MAX
 
 LUMA = (0.2989, 0.5870, 0.1140)
@@ -220,16 +220,12 @@ def super_resolve(model: nn.Module, y_low: torch.Tensor, factor: int, taus: Sequ
 def stroke_guided(model: nn.Module, strokes: torch.Tensor, taus: Sequence[float] | torch.Tensor, *,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Stroke-guided generation (SDEdit-style, App. D): x ~ N(strokes, tau_1^2 I), then Algorithm 1, nothing kept."""
-    eps = getattr(model, "eps", EPS)
-    taus = check_taus(taus, eps=eps, T=max(T_MAX, float(getattr(model, "T", T_MAX))))
+    T = max(T_MAX, float(getattr(model, "T", T_MAX)))
+    taus = check_taus(taus, eps=getattr(model, "eps", EPS), T=T)
     if not isinstance(strokes, torch.Tensor) or strokes.ndim < 2:
         raise ValueError(f"strokes must be a tensor of shape (batch, ...), got {getattr(strokes, 'shape', strokes)!r}")
     y = strokes.to(next(model.parameters()))
-    x = model(y + taus[0] * torch.randn(y.shape, generator=generator).to(y), taus[0])
-    for tau in taus[1:]:
-        z = torch.randn(x.shape, generator=generator).to(x)
-        x = model(x + (tau**2 - eps**2) ** 0.5 * z, tau)
-    return x
+    return sample(model, y + taus[0] * torch.randn(y.shape, generator=generator).to(y), taus, generator=generator, T=T)
 
 
 @torch.no_grad()
@@ -246,12 +242,8 @@ def denoise(model: nn.Module, y_noisy: torch.Tensor, sigma: float, taus: Sequenc
     taus = [sigma] if taus is None else [float(t) for t in taus]
     if taus and abs(taus[0] - sigma) > 1e-12 * max(1.0, sigma):
         taus = [sigma, *taus]
-    taus = check_taus(taus, eps=eps, T=max(T_MAX, float(getattr(model, "T", T_MAX)), sigma))
-    x = model(y_noisy.to(next(model.parameters())), taus[0])
-    for tau in taus[1:]:
-        z = torch.randn(x.shape, generator=generator).to(x)
-        x = model(x + (tau**2 - eps**2) ** 0.5 * z, tau)
-    return x
+    T = max(T_MAX, float(getattr(model, "T", T_MAX)), sigma)
+    return sample(model, y_noisy, check_taus(taus, eps=eps, T=T), generator=generator, T=T)
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
