@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cmlearn.perceptual import LPIPSDistance
+from cmlearn.core.perceptual import LPIPSDistance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_throughput import model_and_loss  # noqa: E402  (the same model and loss as the throughput benchmark)

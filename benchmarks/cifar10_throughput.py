@@ -3,7 +3,7 @@
     python benchmarks/cifar10_throughput.py                  # full NCSN++ on the default device (GPU: bf16)
     python benchmarks/cifar10_throughput.py --size smoke     # tiny network, runs anywhere (CPU smoke)
 
-Each configuration runs the real loss and optimizer step of cmlearn (same code as cmlearn.training) on random
+Each configuration runs the real loss and optimizer step of cmlearn (same code as cmlearn.train.loop) on random
 images in [-1, 1]: batch 128 directly, and batch 512 as 4 x 128 with gradient accumulation.
 """
 
@@ -15,11 +15,11 @@ import time
 
 import torch
 
-from cmlearn.losses import CDLoss, CTLoss, EDMLoss
-from cmlearn.parameterization import Denoiser
-from cmlearn.presets import get_preset
-from cmlearn.runs import build_model
+from cmlearn.core.losses import CDLoss, CTLoss, EDMLoss
+from cmlearn.core.parameterization import Denoiser
 from cmlearn.runtime import default_device
+from cmlearn.train.presets import get_preset
+from cmlearn.train.runs import build_model
 
 
 def model_and_loss(kind: str, size: str, device="cpu"):

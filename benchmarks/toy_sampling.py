@@ -28,18 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmlearn.config import TrainConfig
+from cmlearn.core.parameterization import ConsistencyFunction
+from cmlearn.core.pfode import reference_solve
+from cmlearn.core.sampling import default_taus, heun_sample, sample
+from cmlearn.core.schedules import karras_sigmas
+from cmlearn.data.toys2d import preset
 from cmlearn.metrics import sliced_wasserstein
 from cmlearn.nets.mlp import MLP
-from cmlearn.parameterization import ConsistencyFunction
-from cmlearn.pfode import reference_solve
-from cmlearn.presets import get_preset
-from cmlearn.presets2d import preset
-from cmlearn.runs import load_run
 from cmlearn.runtime import fast_mode, pick
-from cmlearn.sampling import default_taus, heun_sample, sample
-from cmlearn.schedules import karras_sigmas
-from cmlearn.training import learning_rate, train
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.loop import learning_rate, train
+from cmlearn.train.presets import get_preset
+from cmlearn.train.runs import load_run
 
 # ---------------------------------------------------------------- command line runs
 
@@ -126,7 +126,7 @@ def sampler_rows(cd_model, edm_model, dist, *, n_eval: int, seed: int) -> list[d
 
 
 def cmlearn_steps_per_s(cfg: TrainConfig, out: Path) -> float:
-    """Steps/s of cmlearn.training.train from its own metrics log (the first interval, warm-up, left out)."""
+    """Steps/s of cmlearn.train.loop.train from its own metrics log (the first interval, warm-up, left out)."""
     shutil.rmtree(out, ignore_errors=True)
     train(cfg, out, resume=False, progress=False)
     recs = [json.loads(line) for line in open(out / "metrics.jsonl")][1:]
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {label} ({a.threads} thread{'s' * (a.threads > 1)}) | {took} |")
     lp = res["loop"]
     med = f"1 thread, median of {lp['rounds']}"
-    print(f"| CD steps/s, cmlearn.training.train ({med}) | {lp['cmlearn']:.1f} |")
+    print(f"| CD steps/s, cmlearn.train.loop.train ({med}) | {lp['cmlearn']:.1f} |")
     print(f"| CD steps/s, bare PyTorch loop, same math ({med}) | {lp['bare']:.1f} |")
     print(f"| ratio cmlearn / bare (per round: {', '.join(f'{r:.2f}' for r in lp['ratio_rounds'])}) "
           f"| {lp['ratio']:.2f} |")

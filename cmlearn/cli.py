@@ -44,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_train(a) -> int:
     from cmlearn.data.sources import load_points
-    from cmlearn.presets import get_preset
-    from cmlearn.training import train
+    from cmlearn.train.loop import train
+    from cmlearn.train.presets import get_preset
 
     cfg = get_preset(a.preset, size=a.size)
     over = dict(kv.split("=", 1) if "=" in kv else (kv, None) for kv in a.overrides)
@@ -72,8 +72,8 @@ def cmd_sample(a) -> int:
     import numpy as np
     import torch
 
-    from cmlearn.evaluation import generate
-    from cmlearn.runs import load_run
+    from cmlearn.train.evaluate import generate
+    from cmlearn.train.runs import load_run
 
     run = load_run(a.run_dir)
     taus = [float(t) for t in a.ts.split(",")] if a.ts else None
@@ -85,7 +85,7 @@ def cmd_sample(a) -> int:
     if out.suffix == ".npy":
         np.save(out, x.cpu().numpy())
     elif out.suffix == ".png":
-        from cmlearn.plotting import save_samples_figure
+        from cmlearn.course.plotting import save_samples_figure
 
         save_samples_figure(x.cpu(), out, title=f"{run.cfg.preset}: {a.ts or f'{a.steps} step(s)'}")
     else:
@@ -101,7 +101,7 @@ def _image_shape(run):
 
 
 def cmd_evaluate(a) -> int:
-    from cmlearn.evaluation import evaluate
+    from cmlearn.train.evaluate import evaluate
 
     res = evaluate(a.run_dir, n=a.n, seed=a.seed, inception_weights=a.inception_weights)
     (Path(a.run_dir) / "evaluation.json").write_text(json.dumps(res, indent=2))
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     try:
         if args.cmd == "demo":
-            from cmlearn.demo import run_demo
+            from cmlearn.course.demo import run_demo
 
             run_demo(args.out)
             return 0

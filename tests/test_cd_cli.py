@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from cmlearn.cli import main
-from cmlearn.config import TrainConfig
-from cmlearn.presets2d import preset
-from cmlearn.sampling import default_taus
+from cmlearn.core.sampling import default_taus
+from cmlearn.data.toys2d import preset
+from cmlearn.train.config import TrainConfig
 
 TINY = ['net_kwargs={"width": 32, "depth": 2, "emb_dim": 16}', "batch_size=64", "checkpoint_every=4",
         "log_every=2"]

@@ -2,9 +2,9 @@ import matplotlib
 import pytest
 import torch
 
-from cmlearn import cd_widgets
-from cmlearn.config import TrainConfig
-from cmlearn.presets2d import preset
+from cmlearn.course import cd as cd_widgets
+from cmlearn.data.toys2d import preset
+from cmlearn.train.config import TrainConfig
 
 matplotlib.use("Agg")
 
@@ -17,7 +17,7 @@ def tiny(**kw):
 
 
 def test_train_or_load_trains_once_per_config(tmp_path, monkeypatch):
-    import cmlearn.training as training
+    import cmlearn.train.loop as training
 
     calls = []
     real = training.train

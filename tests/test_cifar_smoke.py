@@ -8,10 +8,10 @@ import sys
 import torch
 from cifar_fixture import make_fake_cifar10
 
-from cmlearn.checkpoint import load_checkpoint
 from cmlearn.cli import main
 from cmlearn.metrics.fid import random_inception_weights
-from cmlearn.runs import load_run
+from cmlearn.train.checkpoint import load_checkpoint
+from cmlearn.train.runs import load_run
 
 
 def test_cifar10_smoke_edm_then_cd_under_torchrun(tmp_path):

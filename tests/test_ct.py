@@ -7,11 +7,11 @@ import torch
 
 matplotlib.use("Agg")
 
-from cmlearn import ct_widgets  # noqa: E402
 from cmlearn.cli import main  # noqa: E402
-from cmlearn.losses import CTLoss, ICTLoss  # noqa: E402
-from cmlearn.presets import get_preset  # noqa: E402
-from cmlearn.training import make_loss  # noqa: E402
+from cmlearn.core.losses import CTLoss, ICTLoss  # noqa: E402
+from cmlearn.course import ct as ct_widgets  # noqa: E402
+from cmlearn.train.loop import make_loss  # noqa: E402
+from cmlearn.train.presets import get_preset  # noqa: E402
 
 
 def test_schedule_compute_endpoints_and_forms():

@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from cmlearn.checkpoint import load_checkpoint
+from cmlearn.train.checkpoint import load_checkpoint
 
 ARGS = ["train", "toy-cd", "--steps", "4", "batch_size=64", "checkpoint_every=2", "device=cpu",
         'net_kwargs={"width": 32, "depth": 2, "emb_dim": 16}']

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from cmlearn.cd_widgets import config_key
-from cmlearn.config import TrainConfig
-from cmlearn.digits_course import TAU_2STEP, digits_samples, evaluate_digits_run, train_or_load
-from cmlearn.runs import Run, build_model
-from cmlearn.sampling import sample
+from cmlearn.core.sampling import sample
+from cmlearn.course.cd import config_key
+from cmlearn.course.digits import TAU_2STEP, digits_samples, evaluate_digits_run, train_or_load
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.runs import Run, build_model
 
 NET = {"img_resolution": 8, "in_channels": 1, "channels": 8, "channel_mult": [1, 2], "num_blocks": 1,
        "attn_resolutions": []}

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from cmlearn.cli import main
-from cmlearn.presets import PRESETS, get_preset
-from cmlearn.runs import build_model
+from cmlearn.train.presets import PRESETS, get_preset
+from cmlearn.train.runs import build_model
 
 DIGITS = ("digits-edm", "digits-cd", "digits-ct", "digits-ict")
 

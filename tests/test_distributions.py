@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from cmlearn.distributions import EmpiricalDistribution, GaussianMixture
-from cmlearn.presets2d import PRESETS, preset
+from cmlearn.core.distributions import EmpiricalDistribution, GaussianMixture
+from cmlearn.data.toys2d import PRESETS, preset
 
 
 def full_cov_mixture(d=3):

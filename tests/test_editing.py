@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from cmlearn import editing
-from cmlearn.parameterization import c_out, c_skip
+from cmlearn.core import editing
+from cmlearn.core.parameterization import c_out, c_skip
 
 
 class ToyF(nn.Module):

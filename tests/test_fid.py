@@ -208,7 +208,7 @@ def test_real_inception_architecture_with_random_weights(monkeypatch, tmp_path):
 
 
 def test_evaluate_cifar10_run_with_injected_extractor(tmp_path):
-    from cmlearn.presets import cifar10_cd
+    from cmlearn.train.presets import cifar10_cd
 
     make_fake_cifar10(tmp_path / "cifar", n_per_batch=4)
     cfg = dataclasses.replace(cifar10_cd("smoke"), data_root=str(tmp_path / "cifar"))

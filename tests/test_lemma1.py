@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from cmlearn import lemma1
-from cmlearn.distributions import GaussianMixture
-from cmlearn.presets2d import preset
+from cmlearn.core.distributions import GaussianMixture
+from cmlearn.data.toys2d import preset
+from cmlearn.theory import lemma1
 
 
 def gaussian(s=0.4, d=2):

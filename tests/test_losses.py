@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from cmlearn.losses import CDLoss, CTLoss, EDMLoss, ICTLoss, l1, l2, make_distance, pseudo_huber
+from cmlearn.core.losses import CDLoss, CTLoss, EDMLoss, ICTLoss, l1, l2, make_distance, pseudo_huber
+from cmlearn.core.parameterization import ConsistencyFunction, Denoiser
+from cmlearn.core.pfode import heun_step
+from cmlearn.core.schedules import karras_sigmas
+from cmlearn.data.toys2d import preset
 from cmlearn.nets.mlp import MLP
-from cmlearn.parameterization import ConsistencyFunction, Denoiser
-from cmlearn.pfode import heun_step
-from cmlearn.presets2d import preset
-from cmlearn.schedules import karras_sigmas
 
 
 def test_distances():

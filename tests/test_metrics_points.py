@@ -3,8 +3,8 @@ import ot
 import pytest
 import torch
 
+from cmlearn.data.toys2d import preset
 from cmlearn.metrics import energy_distance, mixture_nll, sliced_wasserstein
-from cmlearn.presets2d import preset
 
 
 def test_sliced_wasserstein_matches_pot():

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from cmlearn.parameterization import ConsistencyFunction, Denoiser, c_in, c_noise, c_out, c_skip
+from cmlearn.core.parameterization import ConsistencyFunction, Denoiser, c_in, c_noise, c_out, c_skip
 
 
 class Wild(nn.Module):

@@ -1,4 +1,4 @@
-"""LPIPS distance d (cmlearn.perceptual): the real lpips.LPIPS with a random VGG backbone (pretrained=False)
+"""LPIPS distance d (cmlearn.core.perceptual): the real lpips.LPIPS with a random VGG backbone (pretrained=False)
 and the calibrated linear layers bundled in the pip package, so nothing is downloaded."""
 
 import urllib.error
@@ -6,7 +6,7 @@ import urllib.error
 import pytest
 import torch
 
-from cmlearn.perceptual import LPIPSDistance
+from cmlearn.core.perceptual import LPIPSDistance
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from cmlearn.distributions import GaussianMixture
-from cmlearn.pfode import drift, euler_step, exact_consistency_function, heun_step, reference_solve, solve
-from cmlearn.presets2d import preset
-from cmlearn.schedules import karras_sigmas
-from cmlearn.theory import fit_order, solver_errors
+from cmlearn.core.distributions import GaussianMixture
+from cmlearn.core.pfode import drift, euler_step, exact_consistency_function, heun_step, reference_solve, solve
+from cmlearn.core.schedules import karras_sigmas
+from cmlearn.data.toys2d import preset
+from cmlearn.theory.orders import fit_order, solver_errors
 
 
 def test_reference_solve_single_gaussian_closed_form():

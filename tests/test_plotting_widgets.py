@@ -7,11 +7,11 @@ import torch
 
 matplotlib.use("Agg")
 
-from cmlearn import plotting  # noqa: E402
-from cmlearn.pfode import solve  # noqa: E402
-from cmlearn.presets2d import preset  # noqa: E402
-from cmlearn.schedules import karras_sigmas  # noqa: E402
-from cmlearn.widgets import pf_ode_compute, pf_ode_panel  # noqa: E402
+from cmlearn.core.pfode import solve  # noqa: E402
+from cmlearn.core.schedules import karras_sigmas  # noqa: E402
+from cmlearn.course import plotting  # noqa: E402
+from cmlearn.course.panels import pf_ode_compute, pf_ode_panel  # noqa: E402
+from cmlearn.data.toys2d import preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

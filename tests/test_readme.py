@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-import cmlearn.presets
+import cmlearn.train.presets
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -11,8 +11,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_python_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no python example"
-    real = cmlearn.presets.get_preset
-    monkeypatch.setattr(cmlearn.presets, "get_preset",
+    real = cmlearn.train.presets.get_preset
+    monkeypatch.setattr(cmlearn.train.presets, "get_preset",
                         lambda name, **kw: real(name, **kw).override({"steps": 20, "batch_size": 64}))
     monkeypatch.chdir(tmp_path)
     scope: dict = {}

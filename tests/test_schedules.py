@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cmlearn.schedules import (
+from cmlearn.core.schedules import (
     ct_ema_decay,
     ct_num_steps,
     ict_num_steps,

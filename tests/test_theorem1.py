@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from cmlearn import theorem1
-from cmlearn.distributions import GaussianMixture
-from cmlearn.pfode import euler_step, heun_step
-from cmlearn.presets2d import preset
-from cmlearn.schedules import karras_sigmas
+from cmlearn.core.distributions import GaussianMixture
+from cmlearn.core.pfode import euler_step, heun_step
+from cmlearn.core.schedules import karras_sigmas
+from cmlearn.data.toys2d import preset
+from cmlearn.theory import theorem1
 
 EPS = 0.002
 

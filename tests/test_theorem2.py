@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from cmlearn import theorem2
-from cmlearn.pfode import euler_step
-from cmlearn.presets2d import preset
-from cmlearn.schedules import karras_sigmas
+from cmlearn.core.pfode import euler_step
+from cmlearn.core.schedules import karras_sigmas
+from cmlearn.data.toys2d import preset
+from cmlearn.theory import theorem2
 
 
 @pytest.fixture(scope="module")

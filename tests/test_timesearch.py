@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from cmlearn.sampling import default_taus
-from cmlearn.timesearch import search_timesteps, ternary_search
+from cmlearn.core.sampling import default_taus
+from cmlearn.core.search import search_timesteps, ternary_search
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 10, 18, 41])
@@ -56,8 +56,8 @@ def test_greedy_end_of_grid_and_errors():
 
 
 def test_search_with_model_samples():
+    from cmlearn.core.parameterization import ConsistencyFunction
     from cmlearn.nets.mlp import MLP
-    from cmlearn.parameterization import ConsistencyFunction
 
     torch.manual_seed(0)
     model = ConsistencyFunction(MLP(2, width=16, depth=2)).eval()
@@ -76,9 +76,9 @@ def test_schedule_panel_driven_from_code_and_search_plot():
     import matplotlib
 
     matplotlib.use("Agg")
+    from cmlearn.core.parameterization import ConsistencyFunction
+    from cmlearn.course.sampling import plot_search, schedule_from_controls, schedule_panel
     from cmlearn.nets.mlp import MLP
-    from cmlearn.parameterization import ConsistencyFunction
-    from cmlearn.sampling_widgets import plot_search, schedule_from_controls, schedule_panel
 
     assert schedule_from_controls(3, [0.1, 1.0, 5.0]) == [80.0, 1.0, 0.1]  # crossed sliders are sorted
     assert schedule_from_controls(1, [0.1, 1.0, 5.0]) == [80.0]

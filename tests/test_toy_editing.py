@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from cmlearn.distributions import GaussianMixture
-from cmlearn.presets2d import preset
-from cmlearn.toy_editing import conditional_sample, editing_distance, wasserstein_1d
+from cmlearn.core.distributions import GaussianMixture
+from cmlearn.data.toys2d import preset
+from cmlearn.theory.toy_editing import conditional_sample, editing_distance, wasserstein_1d
 
 
 def test_conditional_of_a_single_gaussian_matches_formula():

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from cmlearn.checkpoint import load_checkpoint
-from cmlearn.config import TrainConfig
-from cmlearn.presets import get_preset
-from cmlearn.runs import load_run
-from cmlearn.training import learning_rate, train
+from cmlearn.train.checkpoint import load_checkpoint
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.loop import learning_rate, train
+from cmlearn.train.presets import get_preset
+from cmlearn.train.runs import load_run
 
 TINY = dict(net_kwargs={"width": 32, "depth": 2, "emb_dim": 16}, batch_size=64, log_every=5)
 
@@ -47,7 +47,7 @@ def test_metrics_log_and_loss_decreases(tmp_path):
 
 
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    import cmlearn.training as tr
+    import cmlearn.train.loop as tr
 
     real = tr.make_loss
 

@@ -309,9 +309,9 @@ def evaluate_cifar10_run(run, *, n: int | None = None, seed: int = 0, batch_size
 
     The 2-step time points default to [T, 0.585] (0.585 = index 11 of the N = 18 grid, the paper's CD choice).
     """
-    from cmlearn.evaluation import generate
+    from cmlearn.core.schedules import karras_sigmas
     from cmlearn.runtime import default_device
-    from cmlearn.schedules import karras_sigmas
+    from cmlearn.train.evaluate import generate
 
     cfg = run.cfg
     n = PAPER_NUM_SAMPLES if n is None else n

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDGET_USE = re.compile(r"cmlearn\.widgets|ipywidgets|\w+_panel\(")  # cmlearn.widgets and panels like it
+WIDGET_USE = re.compile(r"cmlearn\.widgets|ipywidgets|\w+_panel\(")  # cmlearn.course.panels and panels like it
 BAD_TEXT = ("Loading widget", "Error displaying widget", "Traceback")
 RUN_TIMEOUT_S = 150.0
 UPDATE_TIMEOUT_S = 30.0

@@ -12,7 +12,7 @@ KINDS = ("edm", "cd", "ct", "ict")
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs; presets (cmlearn.presets) fill it, the command line overrides single keys."""
+    """Everything a run needs; presets (cmlearn.train.presets) fill it, the command line overrides single keys."""
 
     preset: str = ""
     kind: str = "cd"  # edm | cd | ct | ict

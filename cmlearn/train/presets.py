@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cmlearn.config import TrainConfig
 from cmlearn.runtime import pick
+from cmlearn.train.config import TrainConfig
 
 TOY_NET = {"width": 256, "depth": 4, "emb_dim": 64}
 

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from cmlearn.theory import fit_order
+from cmlearn.theory.orders import fit_order
 
 
 def _ax(ax, figsize=(4.5, 4.5)):

@@ -1,4 +1,4 @@
-"""Interactive panels for the notebooks, in three layers: compute (pure), plot (cmlearn.plotting), wiring (ipywidgets).
+"""Interactive panels for the notebooks, in three layers: compute (pure), plot (cmlearn.course.plotting), wiring (ipywidgets).
 
 Each panel returns a ``Panel`` whose ``controls`` are the sliders (set ``.value`` to drive it headlessly), whose
 ``summary`` is an HTML widget describing the last result, and whose ``state`` holds the last computed result.
@@ -14,11 +14,11 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
+from cmlearn.core.pfode import solve
+from cmlearn.core.schedules import EPS, karras_sigmas
+from cmlearn.course.plotting import plot_points, plot_trajectories
 from cmlearn.metrics import sliced_wasserstein
-from cmlearn.pfode import solve
-from cmlearn.plotting import plot_points, plot_trajectories
 from cmlearn.runtime import seed_everything
-from cmlearn.schedules import EPS, karras_sigmas
 
 # ---------------------------------------------------------------- compute
 

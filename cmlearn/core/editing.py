@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from cmlearn.sampling import check_taus, sample
-from cmlearn.schedules import EPS, T_MAX
+from cmlearn.core.sampling import check_taus, sample
+from cmlearn.core.schedules import EPS, T_MAX
 
 LUMA = (0.2989, 0.5870, 0.1140)
 """The luma weights (ITU-R 601) that define a gray value; colorization keeps the component along this vector."""

@@ -1,5 +1,5 @@
 """Helpers for the distillation notebooks (03, 04): train-or-load runs, quick sample distances, the ablation
-figure, and a panel for N and the solver (compute, plot, wiring), like ``cmlearn.widgets``.
+figure, and a panel for N and the solver (compute, plot, wiring), like ``cmlearn.course.panels``.
 
 The panel shows, for a grid size N and a teacher solver, what a zero-loss CD model would sample in one step
 (the teacher's solver composed from T down the grid: Theorem 1) beside the model trained with those settings.
@@ -17,13 +17,13 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.ticker import NullFormatter
 
-from cmlearn.config import TrainConfig
+from cmlearn.core.pfode import reference_solve
+from cmlearn.core.sampling import default_taus, sample
+from cmlearn.core.schedules import karras_sigmas
 from cmlearn.metrics import sliced_wasserstein
-from cmlearn.pfode import reference_solve
-from cmlearn.runs import Run, load_run
-from cmlearn.sampling import default_taus, sample
-from cmlearn.schedules import karras_sigmas
-from cmlearn.theorem1 import zero_loss_model
+from cmlearn.theory.theorem1 import zero_loss_model
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.runs import Run, load_run
 
 # ---------------------------------------------------------------- runs
 
@@ -41,7 +41,7 @@ def config_key(cfg: TrainConfig) -> str:
 def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None,
                   progress: bool = False) -> Run:
     """Load CACHE/NAME-HASH if it holds a finished run of exactly ``cfg``; else train it there (resuming)."""
-    from cmlearn.training import train
+    from cmlearn.train.loop import train
 
     if not name or "/" in name:
         raise ValueError(f"name must be a non-empty directory name, got {name!r}")
@@ -144,7 +144,7 @@ def cd_panel_compute(dist, *, N: int, solver: str, runs: Mapping | None = None, 
 
 def cd_panel_plot(res: dict):
     """Data with the zero-loss model's samples; the trained model's samples; errors to the exact f(x_T, T)."""
-    from cmlearn.plotting import plot_points
+    from cmlearn.course.plotting import plot_points
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.9))
     plot_points(res["data"], ax=axes[0], color="0.75")
@@ -176,10 +176,10 @@ def cd_panel_plot(res: dict):
 
 def cd_panel(dist, *, runs: Mapping | None = None, N: int = 18, solver: str = "heun", n: int = 1000,
              seed: int = 0):
-    """Slider for N and a dropdown for the solver (notebook 04); returns a ``cmlearn.widgets.Panel``."""
+    """Slider for N and a dropdown for the solver (notebook 04); returns a ``cmlearn.course.panels.Panel``."""
     import ipywidgets as w
 
-    from cmlearn.widgets import make_panel
+    from cmlearn.course.panels import make_panel
 
     gen = torch.Generator().manual_seed(seed + 1)
     x_T = 80.0 * torch.randn(n, dist.dim, dtype=torch.float64, generator=gen)

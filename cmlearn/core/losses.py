@@ -12,9 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cmlearn.parameterization import append_dims
-from cmlearn.pfode import euler_step, heun_step
-from cmlearn.schedules import (
+from cmlearn.core.parameterization import append_dims
+from cmlearn.core.pfode import euler_step, heun_step
+from cmlearn.core.schedules import (
     EPS,
     T_MAX,
     ct_ema_decay,
@@ -50,7 +50,7 @@ DISTANCES = {"l2": l2, "l1": l1, "pseudo_huber": pseudo_huber}
 def make_distance(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A distance by name: l2, l1, pseudo_huber or lpips (paper Sec. 5, LPIPS on 224x224 resized images)."""
     if name == "lpips":
-        from cmlearn.perceptual import LPIPSDistance
+        from cmlearn.core.perceptual import LPIPSDistance
 
         return LPIPSDistance()
     if name not in DISTANCES:

@@ -1,5 +1,5 @@
 """Helpers for the consistency-training notebook (06): the N(k)/mu(k) curriculum panel (compute, plot,
-wiring, like ``cmlearn.widgets``), runs trained with a learning curve of their 1-step sample quality, and the
+wiring, like ``cmlearn.course.panels``), runs trained with a learning curve of their 1-step sample quality, and the
 paper's Figure 3d in miniature (fixed N against the adaptive curriculum).
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from cmlearn.config import TrainConfig
+from cmlearn.core.sampling import sample
+from cmlearn.core.schedules import ct_ema_decay, ct_num_steps, ict_num_steps
 from cmlearn.metrics import sliced_wasserstein
-from cmlearn.runs import Run, load_run
-from cmlearn.sampling import sample
-from cmlearn.schedules import ct_ema_decay, ct_num_steps, ict_num_steps
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.runs import Run, load_run
 
 # ---------------------------------------------------------------- curriculum panel: compute
 
@@ -71,7 +71,7 @@ def ct_schedule_panel(*, s0: int = 2, s1: int = 150, mu0: float = 0.9, K: int = 
     """Sliders for s0, s1, mu0, K (and the mu form) over CT's curriculum; returns a ``widgets.Panel``."""
     import ipywidgets as w
 
-    from cmlearn.widgets import make_panel
+    from cmlearn.course.panels import make_panel
 
     style = {"description_width": "initial"}
     controls = {
@@ -107,8 +107,8 @@ def train_with_curve(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: s
     At every checkpoint the 1-step sliced W2 of the EMA model to ``ref`` is appended to RUN_DIR/curve.json;
     returns the run and its curve [(step, distance), ...].
     """
-    from cmlearn.cd_widgets import cache_dir, config_key
-    from cmlearn.training import train
+    from cmlearn.course.cd import cache_dir, config_key
+    from cmlearn.train.loop import train
 
     if not name or "/" in name:
         raise ValueError(f"name must be a non-empty directory name, got {name!r}")

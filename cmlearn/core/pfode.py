@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from cmlearn.parameterization import append_dims, as_time
+from cmlearn.core.parameterization import append_dims, as_time
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

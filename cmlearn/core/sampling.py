@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cmlearn.pfode import solve
-from cmlearn.schedules import EPS, T_MAX, karras_sigmas
+from cmlearn.core.pfode import solve
+from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
 
 
 def check_taus(taus: Sequence[float] | torch.Tensor, *, eps: float = EPS, T: float = T_MAX) -> list[float]:
@@ -73,4 +73,4 @@ def heun_sample(denoiser, n_or_xT: int | torch.Tensor, *, N: int = 18, shape: Se
     return solve(x, karras_sigmas(N, eps=eps, T=T, rho=rho).flip(0), denoiser=denoiser, method="heun")
 
 
-from cmlearn.timesearch import SearchResult, search_timesteps  # noqa: E402,F401  (greedy + ternary search)
+from cmlearn.core.search import SearchResult, search_timesteps  # noqa: E402,F401  (greedy + ternary search)

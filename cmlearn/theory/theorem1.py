@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cmlearn.pfode import STEPPERS, Field, reference_solve
-from cmlearn.schedules import EPS, T_MAX, karras_sigmas
+from cmlearn.core.pfode import STEPPERS, Field, reference_solve
+from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
 
 
 def _stepper(solver: str):

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from cmlearn.parameterization import as_time
+from cmlearn.core.parameterization import as_time
 
 
 class GaussianMixture:

@@ -23,14 +23,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cmlearn.losses import CDLoss, CTLoss
-from cmlearn.schedules import EPS, T_MAX, karras_sigmas
+from cmlearn.core.losses import CDLoss, CTLoss
+from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
 
 
 def fixed_network(*, dim: int = 2, width: int = 32, depth: int = 2, seed: int = 0) -> nn.Module:
     """A randomly initialised float64 consistency model f_theta (MLP backbone): the check's fixed network."""
+    from cmlearn.core.parameterization import ConsistencyFunction
     from cmlearn.nets.mlp import MLP
-    from cmlearn.parameterization import ConsistencyFunction
 
     torch.manual_seed(seed)
     return ConsistencyFunction(MLP(dim, width=width, depth=depth, emb_dim=32)).double()
@@ -160,7 +160,7 @@ def theorem2_vs_N(model: nn.Module, dist, *, Ns: Sequence[int] = (10, 20, 40, 80
     Theorem 2 says is of relative order dt; ``order_rel_cond`` should be about 1). ``M_cond = 0`` skips it.
     ``dt`` is Theorem 2's max_n (t_{n+1} - t_n) of each grid (it falls like 1/N on the Karras grid).
     """
-    from cmlearn.theory import fit_order
+    from cmlearn.theory.orders import fit_order
 
     out: dict = {"Ns": [int(N) for N in Ns], "M": M, "M_cond": M_cond, "dt": [], "loss_cd": [], "loss_ct": [],
                  "diff": [], "cosine": [], "rel_diff": [], "cosine_cond": [], "rel_cond": []}
@@ -196,7 +196,7 @@ def gradient_floor_vs_M(model: nn.Module, dist, *, N: int = 40, Ms: Sequence[int
     noise, which would flatten the curve). A pure Monte Carlo floor (no bias) has slope -1/2; ``predicted`` is
     sqrt(tr Cov / M) / |g_CD| from the per-sample covariance of the difference.
     """
-    from cmlearn.theory import fit_order
+    from cmlearn.theory.orders import fit_order
 
     if repeats < 2:
         raise ValueError(f"repeats must be >= 2, got repeats={repeats}")

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cmlearn.checkpoint import load_checkpoint, save_checkpoint
-from cmlearn.config import TrainConfig
-from cmlearn.losses import CDLoss, CTLoss, EDMLoss, ICTLoss
-from cmlearn.runs import build_model, build_source, build_teacher, frozen_copy, load_run
+from cmlearn.core.losses import CDLoss, CTLoss, EDMLoss, ICTLoss
+from cmlearn.train.checkpoint import load_checkpoint, save_checkpoint
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.runs import build_model, build_source, build_teacher, frozen_copy, load_run
 
 
 def make_loss(cfg: TrainConfig, teacher=None):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from cmlearn.parameterization import as_time
+from cmlearn.core.parameterization import as_time
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -71,7 +71,7 @@ def score_error_vs_M(dist, *, t: float, Ms: Sequence[int] = (1, 4, 16, 64, 256, 
     Also the predicted RMS error sqrt(mean tr Cov[x | x_t] / M) / t^2 and the fitted slope of log RMS error
     against log M (Lemma 1: -1/2).
     """
-    from cmlearn.theory import fit_order
+    from cmlearn.theory.orders import fit_order
 
     Ms = [int(M) for M in Ms]
     if len(Ms) < 2:

@@ -1,6 +1,6 @@
 """Notebook 08 helpers: samples of digits runs and their FD-digits / class histograms (also `cmlearn evaluate`).
 
-Runs are trained or loaded with ``cmlearn.cd_widgets.train_or_load`` (a directory per config hash under
+Runs are trained or loaded with ``cmlearn.course.cd.train_or_load`` (a directory per config hash under
 ``cache_dir()``), re-exported here so the notebook has one place to import from.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from cmlearn.cd_widgets import cache_dir, train_or_load
+from cmlearn.course.cd import cache_dir, train_or_load
 from cmlearn.metrics.digits_eval import class_histogram, fd_digits
 
 __all__ = ["SHAPE", "TAU_2STEP", "cache_dir", "digits_samples", "evaluate_digits_run", "train_or_load"]
@@ -23,7 +23,7 @@ by greedy + ternary search on FID). The evenly spaced default (2.5) is worse on 
 def digits_samples(run, n: int, *, steps: int = 1, taus=None, seed: int = 0) -> torch.Tensor:
     """n (1, 8, 8) samples of a run's EMA model: Heun N = 18 for EDM, Algorithm 1 for CMs at the times ``taus``
     (default: [T, TAU_2STEP] for 2 steps, else ``steps`` evenly spaced times from T)."""
-    from cmlearn.evaluation import generate
+    from cmlearn.train.evaluate import generate
 
     if taus is None and steps == 2 and run.cfg.kind != "edm":
         taus = [run.cfg.T, TAU_2STEP]

@@ -1,6 +1,6 @@
 """Notebook 07 helpers: a panel for Algorithm 1's schedule (number of steps, each time point) and the search figure.
 
-Three layers like ``cmlearn.widgets``: compute (pure), plot, wiring (``make_panel``); drive ``panel.controls`` from
+Three layers like ``cmlearn.course.panels``: compute (pure), plot, wiring (``make_panel``); drive ``panel.controls`` from
 code by setting ``.value``.
 """
 
@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from cmlearn.core.sampling import default_taus, sample
+from cmlearn.core.schedules import EPS, T_MAX
+from cmlearn.core.search import SearchResult
+from cmlearn.course.plotting import plot_points
 from cmlearn.metrics import sliced_wasserstein
-from cmlearn.plotting import plot_points
-from cmlearn.sampling import default_taus, sample
-from cmlearn.schedules import EPS, T_MAX
-from cmlearn.timesearch import SearchResult
 
 MAX_STEPS = 4
 
@@ -98,7 +98,7 @@ def schedule_panel(model: nn.Module, ref: torch.Tensor, *, steps: int = 2, times
     """Slider for the number of calls and one log-slider per later time point (tau_1 = T); returns a ``Panel``."""
     import ipywidgets as w
 
-    from cmlearn.widgets import make_panel
+    from cmlearn.course.panels import make_panel
 
     if not 1 <= int(steps) <= MAX_STEPS:
         raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from cmlearn.distributions import GaussianMixture
+from cmlearn.core.distributions import GaussianMixture
 
 
 def _mixture(means: list[tuple[float, float]], std: float) -> GaussianMixture:

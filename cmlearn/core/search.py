@@ -64,8 +64,8 @@ def sample_metric(model: nn.Module, metric: Callable[[torch.Tensor], float], *, 
                   shape: Sequence[int] | None = None, T: float | None = None) -> Callable[[list[float]], float]:
     """Turn metric(samples) into metric(taus): Algorithm 1 samples with the same noise seed for every candidate,
     so the comparison between schedules is paired."""
-    from cmlearn.sampling import sample  # lazy: cmlearn.sampling re-exports this module
-    from cmlearn.schedules import T_MAX
+    from cmlearn.core.sampling import sample  # lazy: cmlearn.core.sampling re-exports this module
+    from cmlearn.core.schedules import T_MAX
 
     T = float(getattr(model, "T", T_MAX) if T is None else T)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cmlearn.schedules import EPS
+from cmlearn.core.schedules import EPS
 
 SIGMA_DATA = 0.5
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cmlearn.config import TrainConfig
-from cmlearn.parameterization import ConsistencyFunction, Denoiser
+from cmlearn.core.parameterization import ConsistencyFunction, Denoiser
+from cmlearn.train.config import TrainConfig
 
 
 def build_net(cfg: TrainConfig, *, dim: int | None = None) -> nn.Module:
@@ -59,7 +59,7 @@ def build_source(cfg: TrainConfig):
         from cmlearn.data.cifar10 import cifar10_uint8
 
         return TensorSource(cifar10_uint8(cfg.data_root, train=True), flip=True)
-    from cmlearn.presets2d import preset
+    from cmlearn.data.toys2d import preset
 
     src = MixtureSource(preset(cfg.data))
     src.dim = src.dist.dim
@@ -68,7 +68,7 @@ def build_source(cfg: TrainConfig):
 
 def reference_distribution(cfg: TrainConfig):
     """The known distribution of a 2D preset (None for data files and images)."""
-    from cmlearn.presets2d import PRESETS, preset
+    from cmlearn.data.toys2d import PRESETS, preset
 
     return preset(cfg.data) if cfg.data in PRESETS else None
 
@@ -82,7 +82,7 @@ def build_teacher(cfg: TrainConfig, source, device: torch.device):
                 raise ValueError(f"teacher 'exact' needs a 2D preset as data, got data={cfg.data!r}; "
                                  "use teacher=empirical or a learned teacher RUN_DIR")
         else:
-            from cmlearn.distributions import EmpiricalDistribution
+            from cmlearn.core.distributions import EmpiricalDistribution
 
             if not hasattr(source, "data"):
                 raise ValueError("teacher 'empirical' needs a finite data set (a --data file)")
@@ -110,7 +110,7 @@ class Run:
 
 def load_run(run_dir: str | Path, *, device: torch.device | str = "cpu", weights: str = "ema") -> Run:
     """Load RUN_DIR/config.json and the EMA (or online, ``weights='model'``) weights of its latest checkpoint."""
-    from cmlearn.checkpoint import load_checkpoint
+    from cmlearn.train.checkpoint import load_checkpoint
 
     path = Path(run_dir)
     if not (path / "config.json").exists():

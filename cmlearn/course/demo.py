@@ -21,15 +21,15 @@ def run_demo(out: str | Path = "runs/demo", *, preset_name: str = "eight_gaussia
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cmlearn.evaluation import evaluate_points, generate
-    from cmlearn.pfode import reference_solve, solve
-    from cmlearn.plotting import plot_consistency_along_trajectory, plot_points, plot_trajectories
-    from cmlearn.presets import get_preset
-    from cmlearn.presets2d import preset
-    from cmlearn.runs import load_run
+    from cmlearn.core.pfode import reference_solve, solve
+    from cmlearn.core.schedules import karras_sigmas
+    from cmlearn.course.plotting import plot_consistency_along_trajectory, plot_points, plot_trajectories
+    from cmlearn.data.toys2d import preset
     from cmlearn.runtime import seed_everything
-    from cmlearn.schedules import karras_sigmas
-    from cmlearn.training import train
+    from cmlearn.train.evaluate import evaluate_points, generate
+    from cmlearn.train.loop import train
+    from cmlearn.train.presets import get_preset
+    from cmlearn.train.runs import load_run
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from cmlearn.pfode import reference_solve, solve
-from cmlearn.schedules import karras_sigmas
+from cmlearn.core.pfode import reference_solve, solve
+from cmlearn.core.schedules import karras_sigmas
 
 
 def fit_order(x: Sequence[float], errors: Sequence[float]) -> float:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from cmlearn.config import TrainConfig
+from cmlearn.core.sampling import default_taus, heun_sample, sample
 from cmlearn.metrics import mixture_nll, sliced_wasserstein
-from cmlearn.runs import build_source, load_run, reference_distribution
-from cmlearn.sampling import default_taus, heun_sample, sample
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.runs import build_source, load_run, reference_distribution
 
 
 def generate(run, n: int, *, steps: int = 1, taus=None, generator=None, shape=None) -> torch.Tensor:
@@ -67,7 +67,7 @@ def evaluate(run_dir: str | Path, *, n: int | None = None, seed: int = 0,
     """
     run = load_run(run_dir)
     if run.cfg.data == "digits":
-        from cmlearn.digits_course import evaluate_digits_run
+        from cmlearn.course.digits import evaluate_digits_run
 
         return evaluate_digits_run(run, n=n, seed=seed)
     if run.cfg.data == "cifar10":

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from cmlearn.distributions import GaussianMixture
-from cmlearn.editing import inpaint
-from cmlearn.sampling import default_taus
+from cmlearn.core.distributions import GaussianMixture
+from cmlearn.core.editing import inpaint
+from cmlearn.core.sampling import default_taus
 
 __all__ = ["conditional_sample", "editing_distance", "edit_conditional", "plot_conditionals", "wasserstein_1d"]
 
