@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cmlearn tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache  # the layer contract in pyproject.toml (docs/ARCHITECTURE.md)
 
 test-unit: $(STAMP)
 	CMLEARN_FAST=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/pytest --nbval-lax -n 2 --dist loadfile \

@@ -30,13 +30,14 @@ import torch
 
 from cmlearn.core.parameterization import ConsistencyFunction
 from cmlearn.core.pfode import reference_solve
-from cmlearn.core.sampling import default_taus, heun_sample, sample
+from cmlearn.core.sampling import default_taus, heun_sample, prior_noise, sample
 from cmlearn.core.schedules import karras_sigmas
 from cmlearn.data.toys2d import preset
 from cmlearn.metrics import sliced_wasserstein
 from cmlearn.nets.mlp import MLP
 from cmlearn.runtime import fast_mode, pick
 from cmlearn.train.config import TrainConfig
+from cmlearn.train.evaluate import generate
 from cmlearn.train.loop import learning_rate, train
 from cmlearn.train.presets import get_preset
 from cmlearn.train.runs import load_run
@@ -234,8 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
     gen = torch.Generator().manual_seed(8)
     ref = dist.sample(a.n_eval, generator=gen)
     ref_file = torch.from_numpy(np.load(data_file))
-    x_learned = sample(cd_learned.model, a.n_eval, default_taus(1), shape=(2,), generator=gen)
-    x_heun = heun_sample(dist.denoiser, a.n_eval, N=18, shape=(2,), generator=gen, dtype=torch.float64)
+    x_learned = generate(cd_learned, a.n_eval, steps=1, generator=gen)
+    x_heun = heun_sample(dist.denoiser, prior_noise(a.n_eval, (2,), generator=gen, dtype=torch.float64), N=18)
     res["learned_teacher"] = {
         "sw_cd_1step": sliced_wasserstein(x_learned, ref, n_projections=1000),
         "sw_exact_heun18": sliced_wasserstein(x_heun, ref, n_projections=1000),

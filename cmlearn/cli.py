@@ -70,16 +70,14 @@ def cmd_train(a) -> int:
 
 def cmd_sample(a) -> int:
     import numpy as np
-    import torch
 
+    from cmlearn.runtime import default_device
     from cmlearn.train.evaluate import generate
     from cmlearn.train.runs import load_run
 
-    run = load_run(a.run_dir)
+    run = load_run(a.run_dir, device=default_device())
     taus = [float(t) for t in a.ts.split(",")] if a.ts else None
-    shape = run.model.net.dim if hasattr(run.model.net, "dim") else None
-    shape = (shape,) if shape else _image_shape(run)
-    x = generate(run, a.n, steps=a.steps, taus=taus, generator=torch.Generator().manual_seed(a.seed), shape=shape)
+    x = generate(run, a.n, steps=a.steps, taus=taus, seed=a.seed)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
@@ -92,12 +90,6 @@ def cmd_sample(a) -> int:
         raise ValueError(f"--out must end in .npy or .png, got {out}")
     print(f"{a.n} samples written to {out}")
     return 0
-
-
-def _image_shape(run):
-    if run.cfg.data == "digits":
-        return (1, 8, 8)
-    return (3, 32, 32)
 
 
 def cmd_evaluate(a) -> int:

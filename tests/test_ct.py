@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 from cmlearn.cli import main  # noqa: E402
 from cmlearn.core.losses import CTLoss, ICTLoss  # noqa: E402
 from cmlearn.course import ct as ct_widgets  # noqa: E402
+from cmlearn.train.evaluate import sample_distance  # noqa: E402
 from cmlearn.train.loop import make_loss  # noqa: E402
 from cmlearn.train.presets import get_preset  # noqa: E402
 
@@ -82,8 +83,8 @@ def test_train_with_curve_records_and_reloads(tmp_path):
     stamp = ckpt.stat().st_mtime_ns
     run2, curve2 = ct_widgets.train_with_curve(cfg, "t", ref=ref, cache=tmp_path)
     assert curve2 == curve and ckpt.stat().st_mtime_ns == stamp  # loaded, not retrained
-    d1 = ct_widgets.one_step_distance(run.model, ref, seed=1)
-    assert d1 == ct_widgets.one_step_distance(run2.model, ref, seed=1)
+    d1 = sample_distance(run.model, ref, seed=1)
+    assert d1 == sample_distance(run2.model, ref, seed=1) and d1 == pytest.approx(curve[-1][1], rel=0.3)
     fig = ct_widgets.plot_curves({"a": curve}, bar=0.1, floor=0.05)
     assert len(fig.axes[0].lines) == 3
     with pytest.raises(ValueError, match="name"):

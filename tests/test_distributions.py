@@ -92,3 +92,111 @@ def test_shape_mismatch_and_unknown_preset():
         preset("spiral").score(torch.zeros(4, 3, dtype=torch.float64), 1.0)
     with pytest.raises(ValueError, match="'moons'"):
         preset("moons")
+
+
+def _joint_with_noise(gmm, t):
+    """The mixture of (x_0, x_t = x_0 + t z) in 2d dimensions: covariances [[S, S], [S, S + t^2 I]] per component."""
+    d = gmm.dim
+    S = gmm.covs
+    top = torch.cat([S, S], 2)
+    bottom = torch.cat([S, S + t**2 * torch.eye(d, dtype=torch.float64)], 2)
+    return GaussianMixture(torch.cat([gmm.means, gmm.means], 1), torch.cat([top, bottom], 1), gmm.weights)
+
+
+def _moments(mix):
+    """Mean (B, d) and covariance (B, d, d) of each row's mixture."""
+    w = mix.log_weights.exp()
+    m = mix.mean()
+    second = (w[..., None, None] * (mix.covs + mix.means[..., :, None] * mix.means[..., None, :])).sum(1)
+    return m, second - m[:, :, None] * m[:, None, :]
+
+
+@pytest.mark.parametrize("gmm", [full_cov_mixture(), preset("two_moons")], ids=["full", "iso"])
+@pytest.mark.parametrize("t", [0.05, 0.7, 5.0])
+def test_posterior_is_the_joint_gaussian_conditioned_on_x_t(gmm, t):
+    x = 1.3 * torch.randn(7, gmm.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    post = gmm.posterior(x, t)
+    K, d = gmm.n_components, gmm.dim
+    assert post.log_weights.shape == (7, K) and post.means.shape == (7, K, d) and post.covs.shape == (7, K, d, d)
+    ref = _joint_with_noise(gmm, t).condition(list(range(d, 2 * d)), x)  # p(x_0 | x_t = x), closed form
+    assert torch.allclose(post.log_weights, ref.log_weights, atol=1e-9)
+    assert torch.allclose(post.means, ref.means, atol=1e-9)
+    assert torch.allclose(post.covs, ref.covs, atol=1e-9)
+    assert torch.allclose(post.mean(), gmm.denoiser(x, t), atol=1e-10)  # Tweedie
+    tv = torch.full((7,), t, dtype=torch.float64)
+    tv[0] = 2 * t  # per-row times: no shared covariance set
+    assert torch.allclose(gmm.posterior(x, tv).covs[1:], post.covs[1:], atol=1e-12)
+    assert torch.allclose(gmm.posterior(x[:1], 2 * t).covs, gmm.posterior(x, tv).covs[:1], atol=1e-12)
+
+
+def test_posterior_moments_match_brute_force_integration():
+    gmm = full_cov_mixture(2)
+    x, t = torch.tensor([[0.3, -0.4], [1.5, 0.2]], dtype=torch.float64), 0.6
+    g = torch.linspace(-6, 6, 801, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)  # x_0 candidates
+    mean, cov = _moments(gmm.posterior(x, t))
+    for b in range(len(x)):
+        logw = gmm.log_prob(grid) - ((x[b] - grid) ** 2).sum(1) / (2 * t**2)  # p(x_0) N(x; x_0, t^2 I)
+        w = torch.softmax(logw, 0)
+        m = (w[:, None] * grid).sum(0)
+        c = (w[:, None, None] * (grid - m)[:, :, None] * (grid - m)[:, None, :]).sum(0)
+        assert torch.allclose(mean[b], m, atol=1e-6) and torch.allclose(cov[b], c, atol=1e-6)
+
+
+def test_posterior_at_t_zero_is_a_point_mass():
+    gmm = full_cov_mixture()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    post = gmm.posterior(x, 0.0)
+    assert torch.allclose(post.means, x[:, None].expand(-1, 2, -1), atol=1e-12)
+    assert post.covs.abs().max() < 1e-12
+    assert torch.allclose(gmm.posterior_sample(x, 0.0), x, atol=1e-6)
+
+
+def test_condition_matches_the_normalised_joint_density():
+    gmm = full_cov_mixture(2)
+    v = torch.tensor([-0.7, 0.1, 0.9], dtype=torch.float64)
+    mix = gmm.condition(0, v)
+    assert mix.means.shape == (3, 2, 1) and mix.covs.shape == (3, 2, 1, 1)
+    y = torch.linspace(-8, 8, 4001, dtype=torch.float64)
+    for b in range(len(v)):
+        pts = torch.stack([v[b].expand_as(y), y], 1)
+        dens = gmm.log_prob(pts).exp()
+        dens = dens / torch.trapezoid(dens, y)  # p(x_1 | x_0 = v) by brute force
+        comp = torch.distributions.Normal(mix.means[b, :, 0], mix.covs[b, :, 0, 0].sqrt())
+        mine = (mix.log_weights[b] + comp.log_prob(y[:, None])).logsumexp(1).exp()
+        assert torch.allclose(mine, dens, atol=1e-8)
+
+
+def test_condition_on_several_coordinates_follows_their_order():
+    gmm = full_cov_mixture(3)
+    v = torch.tensor([[0.2, -0.5], [1.0, 0.3]], dtype=torch.float64)
+    a, b = gmm.condition([2, 0], v), gmm.condition([0, 2], v.flip(1))
+    assert torch.allclose(a.means, b.means) and torch.allclose(a.log_weights, b.log_weights)
+    assert gmm.split([2, 0]) == ([2, 0], [1])
+    with pytest.raises(ValueError, match="known"):
+        gmm.condition([0, 1, 2], v)
+    with pytest.raises(ValueError, match="values must have shape"):
+        gmm.condition([0, 2], v[:, :1])
+
+
+def test_mixture_rows_sample_moments_and_roots():
+    gmm = full_cov_mixture(2)
+    x = torch.tensor([[0.2, 0.1]], dtype=torch.float64).expand(100_000, 2)
+    post = gmm.posterior(x, 0.8)
+    R = post.roots()
+    assert torch.allclose(R @ R.transpose(-1, -2), post.covs, atol=1e-12)
+    mean, cov = _moments(post)
+    for root in ("eigh", "cholesky"):
+        s = post.sample(generator=torch.Generator().manual_seed(9), root=root)
+        assert torch.allclose(s.mean(0), mean[0], atol=0.01)
+        assert torch.allclose(s.T.cov(), cov[0], atol=0.01)
+    with pytest.raises(ValueError, match="root"):
+        post.sample(root="svd")
+
+
+def test_distribution_protocol():
+    from cmlearn.core.distributions import Distribution
+
+    assert isinstance(preset("spiral"), Distribution)
+    assert isinstance(EmpiricalDistribution(torch.zeros(3, 2)), Distribution)
+    assert not isinstance(torch.zeros(3), Distribution)

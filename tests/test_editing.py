@@ -11,7 +11,7 @@ from cmlearn.core.parameterization import c_out, c_skip
 class ToyF(nn.Module):
     """A consistency-function-shaped model for any tensor shape: f(x, t) = c_skip x + c_out tanh(w x)."""
 
-    eps = 0.002
+    eps, T = 0.002, 80.0
 
     def __init__(self):
         super().__init__()

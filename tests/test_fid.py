@@ -2,7 +2,6 @@
 torch-fidelity Inception architecture runs with random weights written by the test (no download)."""
 
 import dataclasses
-import types
 import urllib.error
 import warnings
 
@@ -153,9 +152,9 @@ def test_protocol_flag():
     ref = F.FeatureStats(np.zeros(2), np.eye(2), 50_000, "x", "cifar10-train")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert F._check_protocol(F.PAPER_NUM_SAMPLES, ref)
+        assert F.check_protocol(F.PAPER_NUM_SAMPLES, ref)
     with pytest.warns(F.NotComparableWarning):
-        assert not F._check_protocol(50_000, dataclasses.replace(ref, source="cifar10-test"))
+        assert not F.check_protocol(50_000, dataclasses.replace(ref, source="cifar10-test"))
 
 
 def test_sampler_errors():
@@ -208,12 +207,16 @@ def test_real_inception_architecture_with_random_weights(monkeypatch, tmp_path):
 
 
 def test_evaluate_cifar10_run_with_injected_extractor(tmp_path):
+    from cmlearn.train.evaluate import evaluate_cifar10
     from cmlearn.train.presets import cifar10_cd
+    from cmlearn.train.runs import Run
 
     make_fake_cifar10(tmp_path / "cifar", n_per_batch=4)
     cfg = dataclasses.replace(cifar10_cd("smoke"), data_root=str(tmp_path / "cifar"))
 
     class Squash(nn.Module):  # a stand-in consistency model: f(x, t) = tanh(x / t)
+        eps, T = cfg.eps, cfg.T
+
         def __init__(self):
             super().__init__()
             self.p = nn.Parameter(torch.zeros(()))
@@ -221,9 +224,9 @@ def test_evaluate_cifar10_run_with_injected_extractor(tmp_path):
         def forward(self, x, t):
             return torch.tanh(x / torch.as_tensor(t)) + self.p
 
-    run = types.SimpleNamespace(cfg=cfg, model=Squash(), path=tmp_path / "run", step=0)
+    run = Run(cfg=cfg, model=Squash(), path=tmp_path / "run", step=0, shape=(3, 32, 32))
     with pytest.warns(F.NotComparableWarning):
-        res = F.evaluate_cifar10_run(run, n=12, batch_size=5, extractor=TinyFeatures())
+        res = evaluate_cifar10(run, n=12, batch_size=5, extractor=TinyFeatures())
     assert res["comparable_to_paper"] is False and res["reference"] == "cifar10-train" and res["n"] == 12
     assert res["fid_1step"] > 0 and res["fid_2step"] > 0
     assert res["taus_2step"][0] == cfg.T and abs(res["taus_2step"][1] - 0.5853) < 1e-3

@@ -71,8 +71,10 @@ def test_plot_returns_figure():
     import matplotlib
 
     matplotlib.use("Agg")
+    from cmlearn.course.theory_plots import plot_lemma1
+
     dist = preset("eight_gaussians")
     err = lemma1.score_error_vs_M(dist, t=1.0, Ms=(1, 4), n=50)
     var = lemma1.single_sample_variance(dist, [0.1, 1.0], n=50, M=4)
-    fig = lemma1.plot_lemma1(err, var)
+    fig = plot_lemma1(err, var)
     assert len(fig.axes) == 2

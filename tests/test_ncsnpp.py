@@ -1,10 +1,32 @@
-"""NCSN++: the paper's parameter count, shapes, gradients, determinism, channels_last and FIR resampling."""
+"""NCSN++: the paper's parameter count, shapes, gradients, determinism, channels_last and FIR resampling.
+
+"smoke" below is exactly the net the CIFAR-10 smoke presets train (test_presets_take_their_nets_from_configs).
+"""
+
+import inspect
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cmlearn.nets.ncsnpp import CONFIGS, NCSNpp, fir_downsample, fir_kernel2d, fir_upsample, ncsnpp
+from cmlearn.nets.layers import FourierEmbedding
+from cmlearn.nets.ncsnpp import (
+    CIFAR10_CONFIG,
+    CONFIGS,
+    SMOKE_CONFIG,
+    AttnBlock,
+    NCSNpp,
+    fir_downsample,
+    fir_kernel2d,
+    fir_upsample,
+    ncsnpp,
+    ncsnpp_config,
+)
+from cmlearn.train.presets import PRESETS, get_preset
+from cmlearn.train.runs import build_net
+
+CIFAR_PRESETS = sorted(name for name in PRESETS if name.startswith("cifar10-"))
 
 
 def _count(net):
@@ -20,6 +42,46 @@ def big():
 def test_cifar10_parameter_count(big):
     assert abs(_count(big) - 56.4e6) / 56.4e6 < 0.01
     assert CONFIGS["cifar10"]["nf"] == 128 and CONFIGS["cifar10"]["ch_mult"] == (2, 2, 2)
+    # NCSNpp()'s defaults are the paper's config, stated once (CIFAR10_CONFIG) and checked here
+    defaults = {k: p.default for k, p in inspect.signature(NCSNpp).parameters.items()}
+    assert {k: defaults[k] for k in CIFAR10_CONFIG} == dict(CIFAR10_CONFIG)
+
+
+@pytest.mark.parametrize("name", CIFAR_PRESETS)
+@pytest.mark.parametrize("size,config", [("full", "cifar10"), ("smoke", "smoke")])
+def test_presets_take_their_nets_from_configs(name, size, config):
+    cfg = get_preset(name, size=size)
+    assert cfg.net == "ncsnpp"
+    assert {k: v for k, v in cfg.net_kwargs.items() if k != "dropout"} == ncsnpp_config(config)
+    if size == "smoke":  # the very net of the smoke run: same modules, same parameter count
+        net = build_net(cfg)
+        ref = ncsnpp("smoke")
+        assert [n for n, _ in net.named_modules()] == [n for n, _ in ref.named_modules()]
+        assert _count(net) == _count(ref)
+
+
+def test_smoke_config_and_json_form():
+    assert SMOKE_CONFIG["attn_resolutions"] == () and SMOKE_CONFIG["nf"] == 16
+    attn = [n for n, m in ncsnpp("smoke").named_modules() if isinstance(m, AttnBlock)]
+    assert attn == ["dec.16x16_mid0.attn"]  # attention only in the middle, as the smoke presets train it
+    kw = ncsnpp_config("smoke")
+    assert kw["ch_mult"] == [1, 2] and kw["attn_resolutions"] == []  # lists: equal after a config.json round trip
+    kw["ch_mult"].append(4)
+    assert ncsnpp_config("smoke")["ch_mult"] == [1, 2]  # a fresh copy every call
+    with pytest.raises(TypeError):
+        CONFIGS["smoke"]["nf"] = 8  # read-only
+
+
+def test_fourier_embedding_is_score_sdes_gaussian_fourier_projection():
+    """score_sde's GaussianFourierProjection: W ~ N(0, 16^2) of size nf, [sin(2 pi x W), cos(2 pi x W)]."""
+    net = ncsnpp("smoke")
+    w = net.fourier.freqs
+    assert isinstance(net.fourier, FourierEmbedding) and w.shape == (16,)
+    assert "fourier.freqs" in net.state_dict()
+    assert torch.equal(w, torch.randn(16, generator=torch.Generator().manual_seed(0)) * 16.0)
+    x = torch.tensor([-1.5, 0.0, 0.3, 1.1])
+    proj = x[:, None] * w[None, :] * 2 * math.pi
+    assert torch.allclose(net.fourier(x), torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1), atol=1e-4)
 
 
 def test_cifar10_forward_batch_one(big):

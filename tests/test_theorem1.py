@@ -5,11 +5,10 @@ import torch
 
 from cmlearn.core.distributions import GaussianMixture
 from cmlearn.core.pfode import euler_step, heun_step
-from cmlearn.core.schedules import karras_sigmas
+from cmlearn.core.schedules import EPS, karras_sigmas
 from cmlearn.data.toys2d import preset
 from cmlearn.theory import theorem1
-
-EPS = 0.002
+from cmlearn.theory.orders import fit_order
 
 
 def gaussian(s=0.4, mu=(0.3, -0.5)):
@@ -71,13 +70,22 @@ def test_exact_trajectory_points_match_the_closed_form():
         assert (gaussian_f(traj[i], float(ts[i])) - x_eps).abs().max() < 1e-6
 
 
-def test_fitted_order_recovers_a_power_law():
+def test_fit_order_recovers_a_power_law_and_its_sign_convention():
     dt = [0.5, 0.25, 0.125, 0.0625]
-    assert theorem1.fitted_order(dt, [3 * d**1.7 for d in dt]) == pytest.approx(1.7, abs=1e-12)
+    err = [3 * d**1.7 for d in dt]
+    assert fit_order([1 / d for d in dt], err) == pytest.approx(1.7, abs=1e-12)  # error ~ C dt^p: pass 1/dt
+    assert fit_order(dt, err) == pytest.approx(-1.7, abs=1e-12)  # error ~ C x^-p with x = dt: p = -1.7
+    Ns = [10, 20, 40]
+    assert fit_order(Ns, [N**-0.5 for N in Ns]) == pytest.approx(0.5, abs=1e-12)
     with pytest.raises(ValueError, match="at least 2"):
-        theorem1.fitted_order([0.1], [0.2])
+        fit_order([0.1], [0.2])
     with pytest.raises(ValueError, match="positive"):
-        theorem1.fitted_order([0.1, 0.2], [0.0, 0.1])
+        fit_order([0.1, 0.2], [0.0, 0.1])
+    with pytest.raises(ValueError, match="finite"):
+        fit_order([0.1, 0.2], [float("inf"), 0.1])
+    curve = theorem1.ErrorCurve("heun", [9, 17, 33], dt[:3], err[:3], err[:3], [])
+    assert curve.order("mean") == pytest.approx(1.7, abs=1e-12)
+    assert curve.order("sup", min_N=17) == pytest.approx(1.7, abs=1e-12)
 
 
 def test_nested_grids_and_positions():
@@ -148,8 +156,21 @@ def test_plot_error_vs_dt_draws_curves_and_trained_markers():
     import matplotlib
 
     matplotlib.use("Agg")
+    from cmlearn.course.theory_plots import plot_error_vs_dt
+
     curve = theorem1.ErrorCurve("euler", [9, 17], [40.0, 20.0], [0.1, 0.05], [0.3, 0.2], [])
-    fig = theorem1.plot_error_vs_dt({"euler": curve}, trained={"CD N=9": (40.0, 0.2)})
+    fig = plot_error_vs_dt({"euler": curve}, trained={"CD N=9": (40.0, 0.2)})
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and len(ax.lines) == 4
     assert math.isclose(curve.order("mean"), 1.0)
+
+
+def test_theory_modules_draw_nothing():
+    """The figures live in cmlearn.course.theory_plots: importing the theory checks loads no matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import cmlearn.theory.theorem1, cmlearn.theory.theorem2, cmlearn.theory.lemma1, "
+            "cmlearn.theory.toy_editing, cmlearn.theory.orders, cmlearn.core.distributions, cmlearn.core.pfode, "
+            "cmlearn.core.losses, cmlearn.core.schedules; assert 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -123,10 +123,12 @@ def test_plot(setup):
     import matplotlib
 
     matplotlib.use("Agg")
+    from cmlearn.course.theory_plots import plot_theorem2
+
     model, dist = setup
     vs = theorem2.theorem2_vs_N(model, dist, Ns=(10, 20), M=200)
     fl = theorem2.gradient_floor_vs_M(model, dist, N=10, Ms=(100, 200), repeats=2)
-    assert len(theorem2.plot_theorem2(vs, fl).axes) == 3
+    assert len(plot_theorem2(vs, fl).axes) == 3
     vs = theorem2.theorem2_vs_N(model, dist, Ns=(10, 20), M=200, M_cond=0)
     assert vs["rel_cond"] == [] and "order_rel_cond" not in vs
-    assert len(theorem2.plot_theorem2(vs, fl).axes) == 3
+    assert len(plot_theorem2(vs, fl).axes) == 3

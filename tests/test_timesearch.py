@@ -67,7 +67,7 @@ def test_search_with_model_samples():
         seen.append(x.shape)
         return float(x.square().mean())
 
-    res = search_timesteps(model, metric, n_steps=2, grid=default_taus(10), n=64)
+    res = search_timesteps(model, metric, n_steps=2, grid=default_taus(10), n=64, shape=(2,))
     assert len(res.taus) == 2 and res.taus[0] == 80.0 and res.taus[1] < 80.0
     assert all(s == (64, 2) for s in seen)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cmlearn.core.distributions import GaussianMixture
+from cmlearn.core.schedules import EPS, T_MAX
 from cmlearn.data.toys2d import preset
 from cmlearn.theory.toy_editing import conditional_sample, editing_distance, wasserstein_1d
 
@@ -40,7 +41,7 @@ def test_errors_and_distance_helper_runs():
         wasserstein_1d(torch.zeros(2), torch.zeros(3))
 
     class Denoise(torch.nn.Module):  # the exact posterior mean as a (poor) one-call "consistency model"
-        eps = 0.002
+        eps, T = EPS, T_MAX
 
         def __init__(self):
             super().__init__()
@@ -52,3 +53,24 @@ def test_errors_and_distance_helper_runs():
     res = editing_distance(Denoise(), dist, steps=(1, 8), n_conditions=4, n_per=200)
     assert res["steps"] == [1, 8] and len(res["distance"]) == 2 and res["floor"] > 0
     assert res["distance"][1] < res["distance"][0]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cmlearn.course.theory_plots import plot_conditionals
+
+    ax = plot_conditionals(Denoise(), dist, [0.0, 0.3], steps=2, n_per=200)
+    assert len(ax) == 2 and ax[0].get_title() == "x0 = 0.00"
+
+
+def test_conditional_sample_is_the_mixture_condition():
+    """conditional_sample draws from GaussianMixture.condition, the known coordinates in the order given."""
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(2, 3, 3, dtype=torch.float64, generator=g)
+    dist = GaussianMixture(torch.randn(2, 3, dtype=torch.float64, generator=g),
+                           A @ A.transpose(1, 2) * 0.1 + 0.05 * torch.eye(3, dtype=torch.float64))
+    v = torch.tensor([[0.5, -1.0]], dtype=torch.float64).expand(100_000, 2)
+    x = conditional_sample(dist, v, known=[2, 0], generator=torch.Generator().manual_seed(4))
+    assert torch.all(x[:, 2] == 0.5) and torch.all(x[:, 0] == -1.0)
+    mix = dist.condition([2, 0], v[:1])
+    assert float(x[:, 1].mean()) == pytest.approx(float(mix.mean()[0, 0]), abs=0.01)

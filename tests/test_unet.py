@@ -1,6 +1,10 @@
+import math
+
 import pytest
 import torch
 
+from cmlearn.nets.layers import EDM_ORDER, FourierEmbedding, PositionalEmbedding
+from cmlearn.nets.mlp import MLP
 from cmlearn.nets.unet import UNet
 
 
@@ -66,3 +70,28 @@ def test_bad_input_shapes():
         net(torch.randn(2, 1, 16, 16), torch.zeros(2))
     with pytest.raises(ValueError, match="c_noise"):
         net(torch.randn(2, 1, 8, 8), torch.zeros(3))
+
+
+def test_mlp_and_unet_embed_c_noise_in_edms_order():
+    """EDM's FourierEmbedding: freqs ~ N(0, scale^2) (num_channels / 2 of them), [cos(2 pi c f), sin(2 pi c f)]."""
+    c = torch.tensor([-1.5, 0.0, 0.7])
+    for emb, scale in [(UNet(channels=16).map_noise[0], 16.0), (MLP(2, emb_dim=8).embed[0], 1.0)]:
+        assert isinstance(emb, FourierEmbedding) and emb.order == EDM_ORDER
+        f = emb.freqs
+        assert torch.equal(f, torch.randn(len(f), generator=torch.Generator().manual_seed(0)) * scale)
+        arg = c.ger(2 * math.pi * f)
+        assert torch.allclose(emb(c), torch.cat([arg.cos(), arg.sin()], dim=1), atol=1e-4)
+    pos = UNet(channels=16, embedding="positional").map_noise[0]
+    assert isinstance(pos, PositionalEmbedding) and pos(c).shape == (3, 16)
+
+
+def test_fourier_embedding_orders_and_bad_arguments():
+    c = torch.randn(5)
+    sin_cos, cos_sin = FourierEmbedding(8)(c), FourierEmbedding(8, order=EDM_ORDER)(c)
+    assert sin_cos.shape == (5, 8) and torch.equal(sin_cos[:, :4], cos_sin[:, 4:])  # the same features, permuted
+    with pytest.raises(ValueError, match="even"):
+        FourierEmbedding(7)
+    with pytest.raises(ValueError, match="order"):
+        FourierEmbedding(8, order=("sin", "sin"))
+    with pytest.raises(ValueError, match="even"):
+        PositionalEmbedding(5)

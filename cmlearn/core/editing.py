@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from cmlearn.core.sampling import check_taus, sample
-from cmlearn.core.schedules import EPS, T_MAX
 
 LUMA = (0.2989, 0.5870, 0.1140)
 """The luma weights (ITU-R 601) that define a gray value; colorization keeps the component along this vector."""
@@ -143,8 +142,7 @@ def edit(model: nn.Module, y: torch.Tensor, omega: torch.Tensor | float, taus: S
     0 = keep), broadcastable to A(y). ``A``: None (identity), a square (ideally orthogonal) matrix acting on each
     flattened sample, or a callable with ``A_inv`` its inverse. ``taus``: strictly decreasing times of the f calls.
     """
-    eps = getattr(model, "eps", EPS)
-    taus = check_taus(taus, eps=eps, T=max(T_MAX, float(getattr(model, "T", T_MAX))))
+    taus = check_taus(taus, eps=model.eps, T=model.T)
     if not isinstance(y, torch.Tensor) or y.ndim < 2:
         raise ValueError(f"y must be a tensor of shape (batch, ...), got {getattr(y, 'shape', y)!r}")
     fwd, inv = _as_transforms(A, A_inv, y)
@@ -167,12 +165,8 @@ def edit(model: nn.Module, y: torch.Tensor, omega: torch.Tensor | float, taus: S
         return inv(keep + fwd(x) * omega)
 
     y = inv(keep)
-    x = y + taus[0] * torch.randn(y.shape, generator=generator).to(y)
-    x = project(model(x, taus[0]))
-    for tau in taus[1:]:
-        z = torch.randn(x.shape, generator=generator).to(x)
-        x = project(model(x + (tau**2 - eps**2) ** 0.5 * z, tau))
-    return x
+    x_T = y + taus[0] * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+    return sample(model, x_T, taus, generator=generator, project=project)
 
 
 # ---------------------------------------------------------------- the paper's tasks
@@ -220,12 +214,11 @@ def super_resolve(model: nn.Module, y_low: torch.Tensor, factor: int, taus: Sequ
 def stroke_guided(model: nn.Module, strokes: torch.Tensor, taus: Sequence[float] | torch.Tensor, *,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Stroke-guided generation (SDEdit-style, App. D): x ~ N(strokes, tau_1^2 I), then Algorithm 1, nothing kept."""
-    T = max(T_MAX, float(getattr(model, "T", T_MAX)))
-    taus = check_taus(taus, eps=getattr(model, "eps", EPS), T=T)
+    taus = check_taus(taus, eps=model.eps, T=model.T)
     if not isinstance(strokes, torch.Tensor) or strokes.ndim < 2:
         raise ValueError(f"strokes must be a tensor of shape (batch, ...), got {getattr(strokes, 'shape', strokes)!r}")
     y = strokes.to(next(model.parameters()))
-    return sample(model, y + taus[0] * torch.randn(y.shape, generator=generator).to(y), taus, generator=generator, T=T)
+    return sample(model, y + taus[0] * torch.randn(y.shape, generator=generator).to(y), taus, generator=generator)
 
 
 @torch.no_grad()
@@ -235,15 +228,15 @@ def denoise(model: nn.Module, y_noisy: torch.Tensor, sigma: float, taus: Sequenc
 
     ``taus``: None (one call at sigma) or a decreasing schedule; sigma is put in front if it does not start with it.
     """
-    eps = getattr(model, "eps", EPS)
     if not isinstance(y_noisy, torch.Tensor) or y_noisy.ndim < 2:
         raise ValueError(f"y_noisy must be a tensor of shape (batch, ...), got {getattr(y_noisy, 'shape', y_noisy)!r}")
     sigma = float(sigma)
     taus = [sigma] if taus is None else [float(t) for t in taus]
     if taus and abs(taus[0] - sigma) > 1e-12 * max(1.0, sigma):
         taus = [sigma, *taus]
-    T = max(T_MAX, float(getattr(model, "T", T_MAX)), sigma)
-    return sample(model, y_noisy, check_taus(taus, eps=eps, T=T), generator=generator, T=T)
+    if not model.eps < sigma <= model.T:
+        raise ValueError(f"sigma must lie in (eps, T] = ({model.eps}, {model.T}] of the model, got {sigma}")
+    return sample(model, y_noisy, taus, generator=generator)
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -265,9 +258,9 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(model: nn.Module, z0: torch.Tensor, z1: torch.Tensor, alphas: Sequence[float] | torch.Tensor, *,
-                T: float = T_MAX) -> torch.Tensor:
-    """Interpolation (App. D): slerp the standard-normal latents z0, z1, then one call f(T z, T) per alpha.
+def interpolate(model: nn.Module, z0: torch.Tensor, z1: torch.Tensor,
+                alphas: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Interpolation (App. D): slerp the standard-normal latents z0, z1, then one call f(T z, T) per alpha, T = model.T.
 
     ``z0``, ``z1``: (B, ...) standard normal noise; returns (len(alphas), B, ...).
     """
@@ -278,5 +271,5 @@ def interpolate(model: nn.Module, z0: torch.Tensor, z1: torch.Tensor, alphas: Se
         raise ValueError("alphas is empty")
     p = next(model.parameters())
     z = torch.stack([slerp(z0, z1, a) for a in alphas]).to(p)
-    out = model((T * z).reshape(-1, *z0.shape[1:]), T)
+    out = model((model.T * z).reshape(-1, *z0.shape[1:]), model.T)
     return out.reshape(len(alphas), *z0.shape)

@@ -12,10 +12,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cmlearn.core.parameterization import append_dims
-from cmlearn.core.pfode import euler_step, heun_step
+from cmlearn.core.parameterization import SIGMA_DATA, append_dims
+from cmlearn.core.pfode import Field, euler_step, heun_step
 from cmlearn.core.schedules import (
     EPS,
+    RHO,
     T_MAX,
     ct_ema_decay,
     ct_num_steps,
@@ -28,17 +29,17 @@ from cmlearn.core.schedules import (
 
 
 def l2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Squared l2, averaged over dimensions: ||x - y||^2 / dim."""
+    """Squared l2, averaged over dimensions: ||x - y||^2 / dim; (B, ...) x (B, ...) -> (B,) (Sec. 5)."""
     return (x - y).flatten(1).pow(2).mean(1)
 
 
 def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """l1, averaged over dimensions."""
+    """l1, averaged over dimensions; (B, ...) x (B, ...) -> (B,) (Sec. 5)."""
     return (x - y).flatten(1).abs().mean(1)
 
 
 def pseudo_huber(x: torch.Tensor, y: torch.Tensor, *, c: float | None = None) -> torch.Tensor:
-    """iCT's sqrt(||x - y||^2 + c^2) - c over the whole sample (not per pixel), c = 0.00054 sqrt(dim)."""
+    """iCT's sqrt(||x - y||^2 + c^2) - c per sample (not per pixel), c = 0.00054 sqrt(dim); (B, ...) -> (B,)."""
     diff = (x - y).flatten(1)
     c = 0.00054 * math.sqrt(diff.shape[1]) if c is None else c
     return torch.sqrt(diff.pow(2).sum(1) + c**2) - c
@@ -48,7 +49,7 @@ DISTANCES = {"l2": l2, "l1": l1, "pseudo_huber": pseudo_huber}
 
 
 def make_distance(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A distance by name: l2, l1, pseudo_huber or lpips (paper Sec. 5, LPIPS on 224x224 resized images)."""
+    """A per-sample distance d (B, ...) x (B, ...) -> (B,) by name: l2, l1, pseudo_huber or lpips (Sec. 5)."""
     if name == "lpips":
         from cmlearn.core.perceptual import LPIPSDistance
 
@@ -74,10 +75,12 @@ def _paired(online: nn.Module, target: nn.Module, x1, t1, x2, t2):
 class EDMLoss:
     """EDM denoising loss: sigma = exp(P_mean + P_std n), weight (sigma^2 + sd^2) / (sigma sd)^2 (teachers)."""
 
-    def __init__(self, *, p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = 0.5):
+    def __init__(self, *, p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = SIGMA_DATA):
         self.p_mean, self.p_std, self.sigma_data = p_mean, p_std, sigma_data
 
-    def __call__(self, model, target, x0, *, k: int = 0, generator=None) -> torch.Tensor:
+    def __call__(self, model: nn.Module, target: nn.Module | None, x0: torch.Tensor, *, k: int = 0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-sample weighted denoising loss (B,) of the denoiser ``model`` on clean x0 (B, ...); target unused."""
         n = x0.shape[0]
         rnd = torch.randn(n, generator=generator, dtype=x0.dtype).to(x0.device)
         sigma = torch.exp(self.p_mean + self.p_std * rnd)
@@ -90,7 +93,7 @@ class EDMLoss:
 class ConsistencyLoss:
     """Shared by CD and CT: pick n, build (x_{t_{n+1}}, t_{n+1}) and (x_{t_n}, t_n), compare with d, weight lambda."""
 
-    def __init__(self, *, distance: str = "l2", eps: float = EPS, T: float = T_MAX, rho: float = 7.0,
+    def __init__(self, *, distance: str = "l2", eps: float = EPS, T: float = T_MAX, rho: float = RHO,
                  weighting: str = "uniform"):
         if weighting not in ("uniform", "ict"):
             raise ValueError(f"unknown weighting {weighting!r}; choose 'uniform' or 'ict'")
@@ -98,6 +101,7 @@ class ConsistencyLoss:
         self.eps, self.T, self.rho, self.weighting = eps, T, rho, weighting
 
     def num_steps(self, k: int) -> int:
+        """N at training step k (the grid has N times)."""
         raise NotImplementedError
 
     def target_decay(self, k: int) -> float:
@@ -105,16 +109,21 @@ class ConsistencyLoss:
         raise NotImplementedError
 
     def grid(self, k: int) -> torch.Tensor:
+        """The ascending Karras grid (N,) at training step k (Sec. 5)."""
         return karras_sigmas(self.num_steps(k), eps=self.eps, T=self.T, rho=self.rho)
 
-    def sample_index(self, ts: torch.Tensor, n: int, generator) -> torch.Tensor:
+    def sample_index(self, ts: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
         """0-based i with t_n = ts[i], t_{n+1} = ts[i+1]: n ~ U{1, ..., N-1} (paper)."""
         return torch.randint(len(ts) - 1, (n,), generator=generator)
 
-    def pair(self, x0, t_next, t_cur, generator):
+    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
+             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_{t_{n+1}}, x_{t_n}), both shaped like x0 (B, ...): the online point and the target's point."""
         raise NotImplementedError
 
-    def __call__(self, model, target, x0, *, k: int = 0, generator=None) -> torch.Tensor:
+    def __call__(self, model: nn.Module, target: nn.Module, x0: torch.Tensor, *, k: int = 0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """lambda(t_n) d(f_theta(x_{t_{n+1}}, t_{n+1}), f_theta-(x_{t_n}, t_n)) per sample (B,) (Alg. 2 and 3)."""
         ts = self.grid(k)
         i = self.sample_index(ts, x0.shape[0], generator)
         t_cur = ts[i].to(device=x0.device, dtype=x0.dtype)
@@ -128,7 +137,7 @@ class ConsistencyLoss:
 class CDLoss(ConsistencyLoss):
     """Algorithm 2: x_{t_{n+1}} = x + t_{n+1} z; x_hat_{t_n} = one teacher ODE step (Euler or Heun) back to t_n."""
 
-    def __init__(self, teacher: Callable, *, N: int = 18, solver: str = "heun", mu: float = 0.0, **kw):
+    def __init__(self, teacher: Field, *, N: int = 18, solver: str = "heun", mu: float = 0.0, **kw):
         super().__init__(**kw)
         if solver not in ("euler", "heun"):
             raise ValueError(f"unknown solver {solver!r}; choose 'euler' or 'heun'")
@@ -142,7 +151,8 @@ class CDLoss(ConsistencyLoss):
     def target_decay(self, k: int) -> float:
         return self.mu
 
-    def pair(self, x0, t_next, t_cur, generator):
+    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
+             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         x_next = x0 + append_dims(t_next, x0.ndim) * z
         with torch.no_grad():
@@ -173,7 +183,8 @@ class CTLoss(ConsistencyLoss):
             return self.mu
         return ct_ema_decay(k, K=self.K, s0=self.s0, s1=self.s1, mu0=self.mu0, official=self.official_mu)
 
-    def pair(self, x0, t_next, t_cur, generator):
+    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
+             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return x0 + append_dims(t_next, x0.ndim) * z, x0 + append_dims(t_cur, x0.ndim) * z
 
@@ -190,6 +201,6 @@ class ICTLoss(CTLoss):
     def num_steps(self, k: int) -> int:
         return self.N if self.N is not None else ict_num_steps(k, K=self.K, s0=self.s0, s1=self.s1)
 
-    def sample_index(self, ts, n, generator):
+    def sample_index(self, ts: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
         w = lognormal_index_weights(ts, p_mean=self.p_mean, p_std=self.p_std)
         return torch.multinomial(w, n, replacement=True, generator=generator)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cmlearn.core.schedules import EPS
+from cmlearn.core.schedules import EPS, T_MAX, check_time_range
 
 SIGMA_DATA = 0.5
 
@@ -49,44 +49,46 @@ def c_noise(t: torch.Tensor) -> torch.Tensor:
     return 0.25 * torch.log(t)
 
 
-class ConsistencyFunction(nn.Module):
-    """f_theta(x, t) = c_skip(t) x + c_out(t) F_theta(c_in(t) x, c_noise(t)) (paper Eq. 5, App. C)."""
+class _Preconditioned(nn.Module):
+    """c_skip(t) x + c_out(t) F(c_in(t) x, c_noise(t)); c_skip, c_out shifted by eps when ``shift_by_eps``."""
 
-    def __init__(self, net: nn.Module, *, sigma_data: float = SIGMA_DATA, eps: float = EPS):
+    shift_by_eps = True
+
+    def __init__(self, net: nn.Module, *, sigma_data: float = SIGMA_DATA, eps: float = EPS, T: float = T_MAX):
         super().__init__()
         if not sigma_data > 0:
             raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.net, self.sigma_data, self.eps = net, sigma_data, eps
-
-    def forward(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-        t = as_time(t, x)
-        n = x.ndim
-        skip = append_dims(c_skip(t, sigma_data=self.sigma_data, eps=self.eps), n)
-        out = append_dims(c_out(t, sigma_data=self.sigma_data, eps=self.eps), n)
-        inp = append_dims(c_in(t, sigma_data=self.sigma_data), n)
-        F = self.net(inp * x, c_noise(t))
-        return skip * x + out * F.to(x.dtype)
-
-
-class Denoiser(nn.Module):
-    """EDM denoiser (Karras et al. 2022): D(x, t) = c_skip x + c_out F(c_in x, c_noise), without the eps shift.
-
-    c_skip = sd^2 / (t^2 + sd^2), c_out = t sd / sqrt(t^2 + sd^2).
-    """
-
-    def __init__(self, net: nn.Module, *, sigma_data: float = SIGMA_DATA):
-        super().__init__()
-        if not sigma_data > 0:
-            raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
-        self.net, self.sigma_data = net, sigma_data
+        check_time_range(eps=eps, T=T)
+        self.net, self.sigma_data, self.eps, self.T = net, sigma_data, float(eps), float(T)
 
     def forward(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         t = as_time(t, x)
         n, sd = x.ndim, self.sigma_data
-        skip = append_dims(sd**2 / (t**2 + sd**2), n)
-        out = append_dims(t * sd / torch.sqrt(t**2 + sd**2), n)
+        shift = self.eps if self.shift_by_eps else 0.0
+        skip = append_dims(c_skip(t, sigma_data=sd, eps=shift), n)
+        out = append_dims(c_out(t, sigma_data=sd, eps=shift), n)
         inp = append_dims(c_in(t, sigma_data=sd), n)
         F = self.net(inp * x, c_noise(t))
         return skip * x + out * F.to(x.dtype)
+
+
+class ConsistencyFunction(_Preconditioned):
+    """f_theta(x, t) = c_skip(t) x + c_out(t) F_theta(c_in(t) x, c_noise(t)) on t in [eps, T] (paper Eq. 5, App. C).
+
+    x: (B, ...), t: scalar or (B,); returns (B, ...). c_skip(eps) = 1 and c_out(eps) = 0, so f(x, eps) = x for any
+    network. Carries its time range (``eps``, ``T``) so samplers and editing read it from the model. Raises
+    ValueError for sigma_data <= 0 or not 0 < eps < T.
+    """
+
+    shift_by_eps = True
+
+
+class Denoiser(_Preconditioned):
+    """EDM denoiser (Karras et al. 2022): D(x, t) = c_skip x + c_out F(c_in x, c_noise), the same c_skip and c_out
+    without the eps shift: c_skip = sd^2 / (t^2 + sd^2), c_out = t sd / sqrt(t^2 + sd^2).
+
+    x: (B, ...), t: scalar or (B,) noise level; returns (B, ...), an estimate of E[x_0 | x_t = x]. Carries the
+    time range (``eps``, ``T``) of its sampler.
+    """
+
+    shift_by_eps = False

@@ -7,13 +7,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 from cmlearn.core.parameterization import append_dims, as_time
+from cmlearn.core.schedules import EPS
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def drift(x: torch.Tensor, t: float | torch.Tensor, *, score: Field | None = None,
           denoiser: Field | None = None) -> torch.Tensor:
-    """dx/dt = -t s(x, t), or (x - D(x, t)) / t from a denoiser (exactly one of the two is given)."""
+    """PF ODE drift (Eq. 3) dx/dt = -t s(x, t), or (x - D(x, t)) / t from a denoiser (one of them); x's shape."""
     if (score is None) == (denoiser is None):
         raise ValueError("give exactly one of score= or denoiser=")
     t = as_time(t, x)
@@ -25,14 +26,14 @@ def drift(x: torch.Tensor, t: float | torch.Tensor, *, score: Field | None = Non
 
 def euler_step(x: torch.Tensor, t: float | torch.Tensor, t_next: float | torch.Tensor, *,
                score: Field | None = None, denoiser: Field | None = None) -> torch.Tensor:
-    """One Euler step of the PF ODE from t to t_next (local error O(dt^2))."""
+    """One Euler step of the PF ODE (Eq. 3) from t to t_next (local error O(dt^2), Theorem 1); x's shape (B, ...)."""
     dt = append_dims(as_time(t_next, x) - as_time(t, x), x.ndim)
     return x + dt * drift(x, t, score=score, denoiser=denoiser)
 
 
 def heun_step(x: torch.Tensor, t: float | torch.Tensor, t_next: float | torch.Tensor, *,
               score: Field | None = None, denoiser: Field | None = None) -> torch.Tensor:
-    """One Heun step (EDM Alg. 1): Euler predictor, trapezoid corrector (local error O(dt^3))."""
+    """One Heun step (EDM Alg. 1): Euler predictor, trapezoid corrector (local error O(dt^3)); x's shape (B, ...)."""
     dt = append_dims(as_time(t_next, x) - as_time(t, x), x.ndim)
     d = drift(x, t, score=score, denoiser=denoiser)
     x_pred = x + dt * d
@@ -58,7 +59,7 @@ def _check_ts(ts) -> torch.Tensor:
 def solve(x: torch.Tensor, ts: Sequence[float] | torch.Tensor, *, score: Field | None = None,
           denoiser: Field | None = None, method: str = "heun",
           return_trajectory: bool = False) -> torch.Tensor:
-    """Step the PF ODE through the times ``ts`` (first = start, last = end) with Euler or Heun.
+    """Step the PF ODE (Eq. 3) through the times ``ts`` (first = start, last = end) with Euler or Heun.
 
     Returns x at ts[-1], or the whole trajectory (len(ts), *x.shape) with ``return_trajectory=True``.
     """
@@ -76,7 +77,7 @@ def solve(x: torch.Tensor, ts: Sequence[float] | torch.Tensor, *, score: Field |
 
 def reference_solve(x: torch.Tensor, t_start: float, t_end: float, *, score: Field,
                     rtol: float = 1e-7, atol: float = 1e-7, t_eval: Sequence[float] | None = None) -> torch.Tensor:
-    """Adaptive dopri5 (torchdiffeq) solve of the PF ODE from t_start to t_end: the reference answer.
+    """Adaptive dopri5 (torchdiffeq) solve of the PF ODE (Eq. 3) from t_start to t_end: the reference answer.
 
     With ``t_eval`` (monotone, from t_start to t_end) returns the solution at each of those times.
     """
@@ -94,9 +95,9 @@ def reference_solve(x: torch.Tensor, t_start: float, t_end: float, *, score: Fie
     return out[-1] if t_eval is None else out
 
 
-def exact_consistency_function(x: torch.Tensor, t: float, *, score: Field, eps: float = 0.002,
+def exact_consistency_function(x: torch.Tensor, t: float, *, score: Field, eps: float = EPS,
                                rtol: float = 1e-7, atol: float = 1e-7) -> torch.Tensor:
-    """f(x, t) = the PF ODE solution at eps started from (x, t) (paper Sec. 3): the target of every CM."""
+    """f(x, t) (B, d) = the PF ODE solution at eps started from (x, t) (paper Sec. 3): the target of every CM."""
     if t == eps:
         return x.clone()
     return reference_solve(x, t, eps, score=score, rtol=rtol, atol=atol)

@@ -1,18 +1,24 @@
-"""Sampling from a consistency model: Algorithm 1 (one step and multistep) and the teacher's ODE sampler."""
+"""Sampling, k-diffusion style (noise in, samples out): Algorithm 1 for a consistency model, Heun for a teacher.
+
+Every sampler takes the starting noise ``x_T`` (already scaled by the first time) and returns samples of the same
+shape on the same device as the model; ``prior_noise`` draws that noise.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from cmlearn.core.pfode import solve
-from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
+from cmlearn.core.schedules import EPS, RHO, T_MAX, karras_sigmas
+
+Projection = Callable[[torch.Tensor], torch.Tensor]
 
 
 def check_taus(taus: Sequence[float] | torch.Tensor, *, eps: float = EPS, T: float = T_MAX) -> list[float]:
-    """Validate Algorithm 1's time points: non-empty, strictly decreasing, each in (eps, T]."""
+    """Validate Algorithm 1's time points: non-empty, strictly decreasing, each in (eps, T]; returns floats."""
     taus = [float(t) for t in (taus.tolist() if isinstance(taus, torch.Tensor) else taus)]
     if not taus:
         raise ValueError("taus is empty: give at least one time point (e.g. [T] for one-step sampling)")
@@ -24,53 +30,55 @@ def check_taus(taus: Sequence[float] | torch.Tensor, *, eps: float = EPS, T: flo
     return taus
 
 
-def default_taus(steps: int, *, eps: float = EPS, T: float = T_MAX, rho: float = 7.0) -> list[float]:
+def default_taus(steps: int, *, eps: float = EPS, T: float = T_MAX, rho: float = RHO) -> list[float]:
     """Evenly spaced (in t^(1/rho), like the Karras grid) time points for ``steps`` calls: [T, ...]."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     return karras_sigmas(steps + 1, eps=eps, T=T, rho=rho).flip(0)[:-1].tolist()
 
 
-@torch.no_grad()
-def sample(model: nn.Module, n_or_xT: int | torch.Tensor, taus: Sequence[float] | torch.Tensor, *,
-           shape: Sequence[int] | None = None, generator: torch.Generator | None = None,
-           T: float = T_MAX) -> torch.Tensor:
-    """Algorithm 1: x = f(x_{tau_1}, tau_1), then for each later tau: x = f(x + sqrt(tau^2 - eps^2) z, tau).
+def prior_noise(n: int, shape: Sequence[int], *, sigma: float = T_MAX, generator: torch.Generator | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """x_T = sigma z, z ~ N(0, I), shape (n, *shape), drawn on the CPU (same numbers on every device)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    return sigma * torch.randn((n, *shape), generator=generator, dtype=dtype)
 
-    ``taus`` holds every time at which f is called, usually starting at T ([T] = one step). Give the number of
-    samples and ``shape`` (one sample's shape), or the starting noise x_T itself (already scaled by taus[0]).
+
+@torch.no_grad()
+def sample(model: nn.Module, x_T: torch.Tensor, taus: Sequence[float] | torch.Tensor, *,
+           generator: torch.Generator | None = None, project: Projection | None = None) -> torch.Tensor:
+    """Algorithm 1: x = f(x_T, tau_1), then for each later tau: x = f(x + sqrt(tau^2 - eps^2) z, tau).
+
+    ``x_T``: (B, ...) noise at tau_1 (``prior_noise(n, shape, sigma=taus[0])``). ``taus``: strictly decreasing
+    times of the calls, in (eps, model.T]. ``project``: applied after every call (Algorithm 4's A^-1[...] step,
+    see ``cmlearn.core.editing``). The re-noising z is drawn on the CPU from ``generator``. Returns (B, ...).
     """
-    eps = getattr(model, "eps", EPS)
+    eps, T = float(getattr(model, "eps", EPS)), float(getattr(model, "T", T_MAX))
     taus = check_taus(taus, eps=eps, T=T)
-    p = next(model.parameters())
-    if isinstance(n_or_xT, torch.Tensor):
-        x = n_or_xT.to(p)
-    else:
-        if shape is None:
-            shape = (model.net.dim,) if hasattr(model, "net") and hasattr(model.net, "dim") else None
-        if shape is None:
-            raise ValueError("give shape= (one sample's shape) when sampling from a number of samples")
-        x = taus[0] * torch.randn((n_or_xT, *shape), generator=generator).to(p)
-    x = model(x, taus[0])
+    if not isinstance(x_T, torch.Tensor) or x_T.ndim < 2:
+        raise ValueError(f"x_T must be a tensor of shape (batch, ...), got {getattr(x_T, 'shape', x_T)!r}")
+    project = project or (lambda x: x)
+    x = project(model(x_T.to(next(model.parameters())), taus[0]))
     for tau in taus[1:]:
-        z = torch.randn(x.shape, generator=generator).to(x)
-        x = model(x + (tau**2 - eps**2) ** 0.5 * z, tau)
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x = project(model(x + (tau**2 - eps**2) ** 0.5 * z, tau))
     return x
 
 
 @torch.no_grad()
-def heun_sample(denoiser, n_or_xT: int | torch.Tensor, *, N: int = 18, shape: Sequence[int] | None = None,
-                eps: float = EPS, T: float = T_MAX, rho: float = 7.0, generator: torch.Generator | None = None,
-                dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The teacher's sampler: Heun on the Karras grid from T to eps, 2(N - 1) evaluations (34 NFE for N = 18;
-    EDM counts 35 because its grid ends at 0 with a final Euler step)."""
-    if isinstance(n_or_xT, torch.Tensor):
-        x = n_or_xT
-    else:
-        if shape is None:
-            raise ValueError("give shape= when sampling from a number of samples")
-        x = T * torch.randn((n_or_xT, *shape), generator=generator, dtype=dtype).to(device)
-    return solve(x, karras_sigmas(N, eps=eps, T=T, rho=rho).flip(0), denoiser=denoiser, method="heun")
+def heun_sample(denoiser: Callable | nn.Module, x_T: torch.Tensor, *, N: int = 18, eps: float = EPS,
+                T: float = T_MAX, rho: float = RHO) -> torch.Tensor:
+    """The teacher's sampler: Heun on the Karras grid from T to eps, 2(N - 1) calls (34 NFE for N = 18; EDM
+    counts 35 because its grid ends at 0 with a final Euler step). ``x_T``: (B, ...) = T z, moved to the
+    denoiser's device and dtype when it is a network (an exact-score function takes x_T as given)."""
+    if isinstance(denoiser, nn.Module):
+        p = next(denoiser.parameters(), None)
+        x_T = x_T.to(p) if p is not None else x_T
+    return solve(x_T, karras_sigmas(N, eps=eps, T=T, rho=rho).flip(0), denoiser=denoiser, method="heun")
 
 
-from cmlearn.core.search import SearchResult, search_timesteps  # noqa: E402,F401  (greedy + ternary search)
+def paper_two_step_taus(*, eps: float = EPS, T: float = T_MAX, rho: float = RHO) -> list[float]:
+    """[T, t_7] of the ascending N = 18 Karras grid (0.585 at the defaults): the paper's 2-step CD schedule, found
+    by greedy + ternary search on CIFAR-10 FID (Sec. 6, App. C)."""
+    return [T, float(karras_sigmas(18, eps=eps, T=T, rho=rho)[6])]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from cmlearn.core.sampling import prior_noise, sample
+
 __all__ = ["SearchResult", "search_timesteps", "ternary_search", "sample_metric"]
 
 
@@ -60,45 +62,45 @@ class SearchResult:
         return len(self.evaluated)
 
 
-def sample_metric(model: nn.Module, metric: Callable[[torch.Tensor], float], *, n: int, seed: int = 0,
-                  shape: Sequence[int] | None = None, T: float | None = None) -> Callable[[list[float]], float]:
-    """Turn metric(samples) into metric(taus): Algorithm 1 samples with the same noise seed for every candidate,
-    so the comparison between schedules is paired."""
-    from cmlearn.core.sampling import sample  # lazy: cmlearn.core.sampling re-exports this module
-    from cmlearn.core.schedules import T_MAX
-
-    T = float(getattr(model, "T", T_MAX) if T is None else T)
+def sample_metric(model: nn.Module, metric: Callable[[torch.Tensor], float], *, n: int, shape: Sequence[int],
+                  seed: int = 0) -> Callable[[list[float]], float]:
+    """Turn metric(samples) into metric(taus): Algorithm 1 samples of ``n`` x ``shape`` from the same standard
+    noise (seed ``seed``) for every candidate, so the comparison between schedules is paired."""
 
     def score(taus: list[float]) -> float:
         gen = torch.Generator().manual_seed(seed)
-        return float(metric(sample(model, n, taus, shape=shape, generator=gen, T=max(T, taus[0]))))
+        x_T = prior_noise(n, shape, sigma=taus[0], generator=gen)
+        return float(metric(sample(model, x_T, taus, generator=gen)))
 
     return score
 
 
 def search_timesteps(model: nn.Module | None, metric: Callable, *, n_steps: int, grid: Sequence[float] | torch.Tensor,
-                     first: float | None = None, n: int = 10_000, seed: int = 0, shape: Sequence[int] | None = None,
-                     T: float | None = None) -> SearchResult:
+                     first: float | None = None, n: int = 10_000, seed: int = 0,
+                     shape: Sequence[int] | None = None) -> SearchResult:
     """Greedy + ternary search of Algorithm 1's time points (paper Sec. 6 / App. C; lower metric is better).
 
     With ``model=None``, ``metric(taus) -> float`` scores a candidate schedule directly (any way of sampling). With a
-    model, ``metric(samples) -> float`` scores ``n`` samples drawn with Algorithm 1 from the fixed noise ``seed``
-    (paired comparison). ``grid``: candidate times; the first time point is ``first`` (default max(grid) = T), and each
-    later one is searched among the grid values below the previous one (leaving room for the points still to come).
-    ``n_steps``: length of the schedule. With a model, grid times <= model.eps are dropped.
+    model, ``metric(samples) -> float`` scores ``n`` samples of one-sample shape ``shape`` drawn with Algorithm 1 from
+    the fixed noise ``seed`` (paired comparison). ``grid``: candidate times; the first time point is ``first``
+    (default max(grid) = T), and each later one is searched among the grid values below the previous one (leaving
+    room for the points still to come). ``n_steps``: length of the schedule. With a model, grid times outside
+    (model.eps, model.T] are dropped.
     """
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     g = sorted({float(t) for t in (grid.tolist() if isinstance(grid, torch.Tensor) else grid)})
     if model is not None:  # Algorithm 1 needs tau > eps: a grid ending at eps (the Karras grid) loses that point
-        g = [t for t in g if t > float(getattr(model, "eps", 0.0))]
+        if shape is None:
+            raise ValueError("give shape= (one sample's shape) when searching with a model")
+        g = [t for t in g if model.eps < t <= model.T]
     if not g or g[0] <= 0:
         raise ValueError(f"grid must hold positive times, got {g[:5]}")
     first = g[-1] if first is None else float(first)
     if len([t for t in g if t < first]) < n_steps - 1:
         raise ValueError(f"grid has {len([t for t in g if t < first])} times below first = {first}; "
                          f"n_steps = {n_steps} needs {n_steps - 1}")
-    score = metric if model is None else sample_metric(model, metric, n=n, seed=seed, shape=shape, T=T)
+    score = metric if model is None else sample_metric(model, metric, n=n, seed=seed, shape=shape)
     cache: dict[tuple[float, ...], float] = {}
     evaluated: list[tuple[tuple[float, ...], float]] = []
 

@@ -1,5 +1,6 @@
-"""Helpers for the distillation notebooks (03, 04): train-or-load runs, quick sample distances, the ablation
-figure, and a panel for N and the solver (compute, plot, wiring), like ``cmlearn.course.panels``.
+"""Helpers for the distillation notebooks (03, 04): the zero-loss model's distance, the ablation figure, and a
+panel for N and the solver (compute, plot, wiring), like ``cmlearn.course.panels``. Runs come from
+``cmlearn.train.cache.train_or_load``; their samples from ``cmlearn.train.evaluate``.
 
 The panel shows, for a grid size N and a teacher solver, what a zero-loss CD model would sample in one step
 (the teacher's solver composed from T down the grid: Theorem 1) beside the model trained with those settings.
@@ -7,76 +8,26 @@ The panel shows, for a grid size N and a teacher solver, what a zero-loss CD mod
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.ticker import NullFormatter
 
 from cmlearn.core.pfode import reference_solve
-from cmlearn.core.sampling import default_taus, sample
-from cmlearn.core.schedules import karras_sigmas
+from cmlearn.core.sampling import prior_noise
+from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
 from cmlearn.metrics import sliced_wasserstein
 from cmlearn.theory.theorem1 import zero_loss_model
-from cmlearn.train.config import TrainConfig
-from cmlearn.train.runs import Run, load_run
-
-# ---------------------------------------------------------------- runs
-
-
-def cache_dir() -> Path:
-    """Where notebooks keep their runs: ``CMLEARN_CACHE`` (default ``runs/``)."""
-    return Path(os.environ.get("CMLEARN_CACHE", "runs"))
-
-
-def config_key(cfg: TrainConfig) -> str:
-    """A short hash of a config: runs with different settings never share a directory."""
-    return hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-
-
-def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None,
-                  progress: bool = False) -> Run:
-    """Load CACHE/NAME-HASH if it holds a finished run of exactly ``cfg``; else train it there (resuming)."""
-    from cmlearn.train.loop import train
-
-    if not name or "/" in name:
-        raise ValueError(f"name must be a non-empty directory name, got {name!r}")
-    out = Path(cache if cache is not None else cache_dir()) / f"{name}-{config_key(cfg)}"
-    ckpt = out / "checkpoints" / "latest.pt"
-    if ckpt.exists():
-        run = load_run(out)
-        if run.step >= cfg.steps:
-            return run
-    train(cfg, out, resume=True, progress=progress)
-    return load_run(out)
-
-
-def cd_samples(run: Run, n: int, *, steps: int = 1, seed: int = 0, dim: int = 2) -> torch.Tensor:
-    """n samples of a CD/CT run with Algorithm 1 (``steps`` evenly spaced times from T)."""
-    taus = default_taus(steps, eps=run.cfg.eps, T=run.cfg.T, rho=run.cfg.rho)
-    gen = torch.Generator().manual_seed(seed)
-    return sample(run.model, n, taus, shape=(dim,), generator=gen, T=run.cfg.T)
-
-
-def sample_distance(run: Run, ref: torch.Tensor, *, steps: int = 1, seed: int = 0,
-                    n_projections: int = 200) -> float:
-    """Sliced W2 between ``len(ref)`` samples of a run and the reference points ``ref`` (fresh data)."""
-    x = cd_samples(run, len(ref), steps=steps, seed=seed, dim=ref.shape[1])
-    return sliced_wasserstein(x, ref, n_projections=n_projections)
-
 
 # ---------------------------------------------------------------- N x solver ablation figure (paper Fig. 3)
 
 
-def zero_loss_distance(dist, ref: torch.Tensor, *, N: int, solver: str, seed: int = 0, T: float = 80.0,
-                       eps: float = 0.002) -> float:
+def zero_loss_distance(dist, ref: torch.Tensor, *, N: int, solver: str, seed: int = 0, T: float = T_MAX,
+                       eps: float = EPS) -> float:
     """Sliced W2 to ``ref`` of a zero-loss CD model's one-step samples (the solver composed from T: Thm 1)."""
     gen = torch.Generator().manual_seed(seed)
-    x_T = T * torch.randn(len(ref), ref.shape[1], dtype=torch.float64, generator=gen)
+    x_T = prior_noise(len(ref), ref.shape[1:], sigma=T, generator=gen, dtype=torch.float64)
     x = zero_loss_model(x_T, N - 1, karras_sigmas(N, eps=eps, T=T), score=dist.score, solver=solver)
     return sliced_wasserstein(x, ref, n_projections=200)
 
@@ -108,7 +59,7 @@ def plot_ablation(results: Mapping[str, Mapping[int, float]], *, bar: float | No
 
 
 def cd_panel_compute(dist, *, N: int, solver: str, runs: Mapping | None = None, n: int = 1000, seed: int = 0,
-                     T: float = 80.0, eps: float = 0.002, exact: tuple | None = None) -> dict:
+                     T: float = T_MAX, eps: float = EPS, exact: tuple | None = None) -> dict:
     """One-step samples of the zero-loss CD model for (N, solver) and of the trained run for it, if any.
 
     ``runs`` maps (N, solver) to a Run. ``exact`` = (x_T, f(x_T, T)) reuses the exact consistency function at
@@ -120,7 +71,7 @@ def cd_panel_compute(dist, *, N: int, solver: str, runs: Mapping | None = None, 
     gen = torch.Generator().manual_seed(seed)
     data = dist.sample(n, generator=gen)
     if exact is None:
-        x_T = T * torch.randn(n, dist.dim, dtype=torch.float64, generator=gen)
+        x_T = prior_noise(n, (dist.dim,), sigma=T, generator=gen, dtype=torch.float64)
         exact = (x_T, reference_solve(x_T, T, eps, score=dist.score))
     x_T, f_exact = exact
     ts = karras_sigmas(N, eps=eps, T=T)
@@ -182,8 +133,8 @@ def cd_panel(dist, *, runs: Mapping | None = None, N: int = 18, solver: str = "h
     from cmlearn.course.panels import make_panel
 
     gen = torch.Generator().manual_seed(seed + 1)
-    x_T = 80.0 * torch.randn(n, dist.dim, dtype=torch.float64, generator=gen)
-    exact = (x_T, reference_solve(x_T, 80.0, 0.002, score=dist.score))
+    x_T = prior_noise(n, (dist.dim,), sigma=T_MAX, generator=gen, dtype=torch.float64)
+    exact = (x_T, reference_solve(x_T, T_MAX, EPS, score=dist.score))
     controls = {
         "N": w.IntSlider(value=N, min=2, max=80, description="N"),
         "solver": w.Dropdown(options=["heun", "euler"], value=solver, description="solver"),

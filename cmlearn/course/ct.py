@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from cmlearn.core.sampling import sample
 from cmlearn.core.schedules import ct_ema_decay, ct_num_steps, ict_num_steps
-from cmlearn.metrics import sliced_wasserstein
+from cmlearn.train.cache import run_dir, train_or_load
 from cmlearn.train.config import TrainConfig
-from cmlearn.train.runs import Run, load_run
+from cmlearn.train.evaluate import sample_distance
+from cmlearn.train.runs import Run
 
 # ---------------------------------------------------------------- curriculum panel: compute
 
@@ -92,45 +92,19 @@ def ct_schedule_panel(*, s0: int = 2, s1: int = 150, mu0: float = 0.9, K: int = 
 # ---------------------------------------------------------------- runs with a learning curve
 
 
-def one_step_distance(model, ref: torch.Tensor, *, seed: int = 0, n_projections: int = 200,
-                      T: float = 80.0) -> float:
-    """Sliced W2 between len(ref) one-step samples f(x_T, T) of ``model`` and the reference points ``ref``."""
-    gen = torch.Generator().manual_seed(seed)
-    x = sample(model, len(ref), [T], shape=(ref.shape[1],), generator=gen, T=T)
-    return sliced_wasserstein(x.double(), ref.double(), n_projections=n_projections)
-
-
 def train_with_curve(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: str | Path | None = None,
                      seed: int = 0) -> tuple[Run, list[tuple[int, float]]]:
-    """Train-or-load like ``cd_widgets.train_or_load``, with a learning curve.
-
-    At every checkpoint the 1-step sliced W2 of the EMA model to ``ref`` is appended to RUN_DIR/curve.json;
-    returns the run and its curve [(step, distance), ...].
-    """
-    from cmlearn.course.cd import cache_dir, config_key
-    from cmlearn.train.loop import train
-
-    if not name or "/" in name:
-        raise ValueError(f"name must be a non-empty directory name, got {name!r}")
-    out = Path(cache if cache is not None else cache_dir()) / f"{name}-{config_key(cfg)}"
-    curve_file = out / "curve.json"
-    ckpt = out / "checkpoints" / "latest.pt"
-    if ckpt.exists() and curve_file.exists():
-        run = load_run(out)
-        if run.step >= cfg.steps:
-            return run, [tuple(p) for p in json.loads(curve_file.read_text())]
+    """``train_or_load`` with a learning curve: at every checkpoint the 1-step sliced W2 of the EMA model to
+    ``ref`` is appended to RUN_DIR/curve.json; returns the run and its curve [(step, distance), ...]."""
+    curve_file = run_dir(cfg, name, cache=cache) / "curve.json"
     curve = [tuple(p) for p in json.loads(curve_file.read_text())] if curve_file.exists() else []
 
     def record(step, ema):
-        was = ema.training
-        ema.eval()
-        with torch.no_grad():
-            curve.append((step, one_step_distance(ema, ref, seed=seed, T=cfg.T)))
-        ema.train(was)
+        curve.append((step, sample_distance(ema, ref, steps=1, seed=seed)))
         curve_file.write_text(json.dumps(curve))
 
-    train(cfg, out, resume=True, progress=False, on_checkpoint=record)
-    return load_run(out), curve
+    run = train_or_load(cfg, name, cache=cache, on_checkpoint=record, needs=("curve.json",))
+    return run, [tuple(p) for p in json.loads(curve_file.read_text())]
 
 
 def plot_curves(curves: Mapping[str, list], *, bar: float | None = None, floor: float | None = None, ax=None,

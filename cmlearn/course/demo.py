@@ -22,7 +22,8 @@ def run_demo(out: str | Path = "runs/demo", *, preset_name: str = "eight_gaussia
     import matplotlib.pyplot as plt
 
     from cmlearn.core.pfode import reference_solve, solve
-    from cmlearn.core.schedules import karras_sigmas
+    from cmlearn.core.sampling import prior_noise
+    from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
     from cmlearn.course.plotting import plot_consistency_along_trajectory, plot_points, plot_trajectories
     from cmlearn.data.toys2d import preset
     from cmlearn.runtime import seed_everything
@@ -39,7 +40,7 @@ def run_demo(out: str | Path = "runs/demo", *, preset_name: str = "eight_gaussia
 
     # 1. exact PF ODE trajectories, and the exact consistency function along a few of them
     ts = karras_sigmas(18).flip(0)
-    xT = 80.0 * torch.randn(400, 2, dtype=torch.float64, generator=gen)
+    xT = prior_noise(400, (2,), sigma=T_MAX, generator=gen, dtype=torch.float64)
     traj = solve(xT, ts, score=dist.score, method="heun", return_trajectory=True)
     fig = plot_trajectories(traj)
     fig.savefig(out / "trajectories.png", dpi=120)
@@ -47,8 +48,8 @@ def run_demo(out: str | Path = "runs/demo", *, preset_name: str = "eight_gaussia
     written.append(out / "trajectories.png")
 
     t_eval = karras_sigmas(40).flip(0)
-    path = reference_solve(xT[:6], 80.0, 0.002, score=dist.score, t_eval=t_eval.tolist())  # (40, 6, 2)
-    f_vals = torch.stack([reference_solve(path[i], float(t), 0.002, score=dist.score) if i < len(t_eval) - 1
+    path = reference_solve(xT[:6], T_MAX, EPS, score=dist.score, t_eval=t_eval.tolist())  # (40, 6, 2)
+    f_vals = torch.stack([reference_solve(path[i], float(t), EPS, score=dist.score) if i < len(t_eval) - 1
                           else path[i] for i, t in enumerate(t_eval)])
     fig = plot_consistency_along_trajectory(t_eval, f_vals)
     fig.savefig(out / "consistency_function.png", dpi=120)
@@ -65,8 +66,8 @@ def run_demo(out: str | Path = "runs/demo", *, preset_name: str = "eight_gaussia
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
     data = dist.sample(5000, generator=gen)
     plot_points(data, ax=axes[0], title="data")
-    plot_points(generate(run, 5000, steps=1, generator=gen, shape=(2,)), ax=axes[1], title="CD, 1 step")
-    plot_points(generate(run, 5000, steps=2, generator=gen, shape=(2,)), ax=axes[2], title="CD, 2 steps")
+    plot_points(generate(run, 5000, steps=1, generator=gen), ax=axes[1], title="CD, 1 step")
+    plot_points(generate(run, 5000, steps=2, generator=gen), ax=axes[2], title="CD, 2 steps")
     fig.savefig(out / "cd_samples.png", dpi=120)
     plt.close(fig)
     written.append(out / "cd_samples.png")

@@ -1,4 +1,5 @@
-"""Interactive panels for the notebooks, in three layers: compute (pure), plot (cmlearn.course.plotting), wiring (ipywidgets).
+"""Interactive panels for the notebooks, in three layers: compute (pure), plot (cmlearn.course.plotting), wiring
+(ipywidgets).
 
 Each panel returns a ``Panel`` whose ``controls`` are the sliders (set ``.value`` to drive it headlessly), whose
 ``summary`` is an HTML widget describing the last result, and whose ``state`` holds the last computed result.
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from cmlearn.core.pfode import solve
-from cmlearn.core.schedules import EPS, karras_sigmas
+from cmlearn.core.schedules import EPS, RHO, T_MAX, karras_sigmas
 from cmlearn.course.plotting import plot_points, plot_trajectories
 from cmlearn.metrics import sliced_wasserstein
 from cmlearn.runtime import seed_everything
@@ -24,7 +25,7 @@ from cmlearn.runtime import seed_everything
 
 
 def pf_ode_compute(dist, *, N: int, eps: float, rho: float, method: str = "heun", n: int = 2000, seed: int = 0,
-                   T: float = 80.0) -> dict:
+                   T: float = T_MAX) -> dict:
     """Solve the exact-score PF ODE from N(0, T^2 I) on the Karras grid (N, eps, rho); distance of the endpoints."""
     gen = seed_everything(seed)  # same noise and data for every slider position
     ts = karras_sigmas(int(N), eps=float(eps), T=T, rho=float(rho))
@@ -96,7 +97,7 @@ def make_panel(controls: dict, compute: Callable[..., dict], plot: Callable[[dic
     return panel
 
 
-def pf_ode_panel(dist, *, N: int = 18, eps: float = 0.002, rho: float = 7.0, n: int = 1000) -> Panel:
+def pf_ode_panel(dist, *, N: int = 18, eps: float = EPS, rho: float = RHO, n: int = 1000) -> Panel:
     """Sliders for N, eps, rho and the solver over the exact-score PF ODE of ``dist`` (notebook 01)."""
     import ipywidgets as w
 

@@ -1,7 +1,7 @@
 """Notebook 07 helpers: a panel for Algorithm 1's schedule (number of steps, each time point) and the search figure.
 
-Three layers like ``cmlearn.course.panels``: compute (pure), plot, wiring (``make_panel``); drive ``panel.controls`` from
-code by setting ``.value``.
+Three layers like ``cmlearn.course.panels``: compute (pure), plot, wiring (``make_panel``); drive
+``panel.controls`` from code by setting ``.value``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from cmlearn.core.sampling import default_taus, sample
+from cmlearn.core.sampling import default_taus, prior_noise, sample
 from cmlearn.core.schedules import EPS, T_MAX
 from cmlearn.core.search import SearchResult
 from cmlearn.course.plotting import plot_points
@@ -33,11 +33,13 @@ def schedule_compute(model: nn.Module, ref: torch.Tensor, *, steps: int, t2: flo
                      seed: int = 0, n_projections: int = 200, T: float = T_MAX) -> dict:
     """Algorithm 1 samples (fixed noise seed) for the slider schedule and their sliced W2 to ``ref``."""
     taus = schedule_from_controls(steps, [t2, t3, t4], T=T)
-    gen = torch.Generator().manual_seed(seed)
-    x = sample(model, len(ref), taus, shape=tuple(ref.shape[1:]), generator=gen, T=T)
     even = default_taus(len(taus), T=T)
-    x_even = sample(model, len(ref), even, shape=tuple(ref.shape[1:]), generator=torch.Generator().manual_seed(seed),
-                    T=T)
+
+    def draw(ts: list[float]) -> torch.Tensor:  # the same noise seed for both schedules (a paired comparison)
+        gen = torch.Generator().manual_seed(seed)
+        return sample(model, prior_noise(len(ref), ref.shape[1:], sigma=ts[0], generator=gen), ts, generator=gen)
+
+    x, x_even = draw(taus), draw(even)
     return {"taus": taus, "samples": x, "data": ref, "steps": int(steps),
             "sw": sliced_wasserstein(x, ref, n_projections=n_projections),
             "even": even, "sw_even": sliced_wasserstein(x_even, ref, n_projections=n_projections)}

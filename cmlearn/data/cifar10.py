@@ -28,6 +28,8 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
 META = "batches.meta"
 NUM_CLASSES = 10
+SHAPE = (3, 32, 32)
+"""One CIFAR-10 image: (channels, height, width)."""
 
 
 def md5sum(path: str | Path, *, chunk: int = 1 << 20) -> str:

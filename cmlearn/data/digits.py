@@ -14,6 +14,8 @@ from torch.utils.data import TensorDataset
 
 SPLITS = ("train", "test", "all")
 N_DIGITS = 1797
+SHAPE = (1, 8, 8)
+"""One digit image: (channels, height, width)."""
 
 
 @lru_cache(maxsize=1)

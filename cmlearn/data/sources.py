@@ -17,6 +17,11 @@ class MixtureSource:
     def __init__(self, dist):
         self.dist = dist
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One sample's shape: (d,)."""
+        return (self.dist.dim,)
+
     def batch(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.dist.sample(n, generator=generator).float()
 
@@ -31,6 +36,11 @@ class TensorSource:
         if data.ndim < 2 or len(data) < 1:
             raise ValueError(f"data must have shape (n, ...) with n >= 1, got {tuple(data.shape)}")
         self.data, self.flip = data, flip
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One sample's shape: (d,) for points, (C, H, W) for images."""
+        return tuple(self.data.shape[1:])
 
     def batch(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self.data), (n,), generator=generator)

@@ -1,4 +1,7 @@
-"""The 2D toy data sets of the course, each a Gaussian mixture (so its exact score is known), data std 0.5."""
+"""The 2D toy data sets of the course, each a Gaussian mixture (so its exact score is known).
+
+Each is centred and scaled to data std SIGMA_DATA = 0.5, the sigma_data the preconditioning assumes (App. C).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ import math
 import torch
 
 from cmlearn.core.distributions import GaussianMixture
+from cmlearn.core.parameterization import SIGMA_DATA
 
 
 def _mixture(means: list[tuple[float, float]], std: float) -> GaussianMixture:
+    """Equal-weight isotropic components of std ``std`` at ``means`` (before rescaling to SIGMA_DATA)."""
     m = torch.tensor(means, dtype=torch.float64)
-    return GaussianMixture(m, torch.full((len(m),), std**2, dtype=torch.float64)).rescaled(0.5)
+    return GaussianMixture(m, torch.full((len(m),), std**2, dtype=torch.float64)).rescaled(SIGMA_DATA)
 
 
 def eight_gaussians() -> GaussianMixture:

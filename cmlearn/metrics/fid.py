@@ -172,7 +172,7 @@ def reference_statistics(cifar_root: str | Path, extractor: FeatureExtractor, *,
     return stats
 
 
-def _check_protocol(n: int, ref: FeatureStats) -> bool:
+def check_protocol(n: int, ref: FeatureStats) -> bool:
     """True when (n, reference) follow the paper's protocol; warns otherwise."""
     ok = n >= PAPER_NUM_SAMPLES and ref.source == f"cifar10-{PAPER_REFERENCE_SPLIT}"
     if not ok:
@@ -205,7 +205,7 @@ def sampled_statistics(sample_fn: Callable[[int], torch.Tensor], n: int, extract
 def fid_from_sampler(sample_fn: Callable[[int], torch.Tensor], n: int, extractor: FeatureExtractor,
                      ref_stats: FeatureStats, *, batch_size: int = 500) -> float:
     """FID of n samples (paper: n = 50,000 from the EMA model) against reference statistics."""
-    _check_protocol(n, ref_stats)
+    check_protocol(n, ref_stats)
     return fid(sampled_statistics(sample_fn, n, extractor, batch_size=batch_size), ref_stats)
 
 
@@ -298,41 +298,3 @@ def random_inception_weights(path: str | Path, *, seed: int = 0) -> Path:
             m.weight.data = torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5
     torch.save(net.state_dict(), path)
     return path
-
-
-# ---------------------------------------------------------------- a trained run
-
-
-def evaluate_cifar10_run(run, *, n: int | None = None, seed: int = 0, batch_size: int = 500,
-                         extractor: FeatureExtractor | None = None, taus2: list[float] | None = None) -> dict:
-    """FID of a CIFAR-10 run (EMA weights): 1 and 2 steps for CMs, Heun N = 18 (35 NFE) for EDM teachers.
-
-    The 2-step time points default to [T, 0.585] (0.585 = index 11 of the N = 18 grid, the paper's CD choice).
-    """
-    from cmlearn.core.schedules import karras_sigmas
-    from cmlearn.runtime import default_device
-    from cmlearn.train.evaluate import generate
-
-    cfg = run.cfg
-    n = PAPER_NUM_SAMPLES if n is None else n
-    device = default_device()
-    run.model.to(device)
-    extractor = inception_extractor(device) if extractor is None else extractor
-    ref = reference_statistics(cfg.data_root, extractor)
-    gen = torch.Generator().manual_seed(seed)
-    if taus2 is None:
-        taus2 = [cfg.T, float(karras_sigmas(18, eps=cfg.eps, T=cfg.T, rho=cfg.rho)[6])]
-    plans = {"heun18": {}} if cfg.kind == "edm" else {"1step": {"steps": 1}, "2step": {"taus": taus2}}
-    res: dict = {"run": str(run.path), "preset": cfg.preset, "n": n, "seed": seed,
-                 "extractor": getattr(extractor, "name", ""), "reference": ref.source,
-                 "comparable_to_paper": _check_protocol(n, ref)}
-    for key, kw in plans.items():
-        def sample_fn(b, kw=kw):
-            return generate(run, b, generator=gen, shape=(3, 32, 32), **kw).cpu()
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotComparableWarning)  # already warned once above
-            res[f"fid_{key}"] = fid_from_sampler(sample_fn, n, extractor, ref, batch_size=batch_size)
-    if cfg.kind != "edm":
-        res["taus_2step"] = [float(t) for t in taus2]
-    return res

@@ -1,1 +1,4 @@
-"""Backbones F_theta(x, c_noise): MLP (toys), UNet (digits), NCSN++ (CIFAR-10). Imported lazily by cmlearn.train.runs."""
+"""Backbones F_theta(x, c_noise): MLP (toys), UNet (digits), NCSN++ (CIFAR-10), built by cmlearn.train.runs.
+
+cmlearn.nets.layers holds what they share (the Fourier embedding of c_noise).
+"""

@@ -1,7 +1,8 @@
 """NCSN++ (Song et al., ICLR 2021): the CIFAR-10 backbone F_theta(x, c_noise) of Consistency Models (App. C).
 
 Implements the ``NCSNpp`` of score_sde / consistency_models_cifar10 in the configuration the paper uses:
-Gaussian Fourier embedding of c_noise (scale 16) and a 2-layer SiLU MLP; BigGAN residual blocks that also
+Gaussian Fourier embedding of c_noise ([sin, cos] of 2 pi c W, nf fixed frequencies W ~ N(0, 16^2):
+cmlearn.nets.layers.FourierEmbedding in SCORE_SDE_ORDER) and a 2-layer SiLU MLP; BigGAN residual blocks that also
 do the up/downsampling with the FIR filter [1, 3, 3, 1]; skip_rescale (every residual sum divided by
 sqrt(2)); single-head self-attention at 16x16 and in the middle; progressive input "residual" (a FIR-conv
 pyramid of the input image added at every downsampling); progressive output "none" (GroupNorm, SiLU,
@@ -18,18 +19,28 @@ depthwise conv with the same zero-padded result).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cmlearn.nets.layers import FOURIER_SCALE, SCORE_SDE_ORDER, FourierEmbedding
+
 SQRT2 = math.sqrt(2.0)
 
-CONFIGS: dict[str, dict] = {
-    "cifar10": dict(nf=128, ch_mult=(2, 2, 2), num_res_blocks=4, attn_resolutions=(16,), resolution=32),
-    "smoke": dict(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), resolution=32),
-}
+CIFAR10_CONFIG: Mapping[str, Any] = MappingProxyType(dict(
+    in_channels=3, resolution=32, nf=128, ch_mult=(2, 2, 2), num_res_blocks=4, attn_resolutions=(16,),
+    fourier_scale=FOURIER_SCALE))
+"""The paper's CIFAR-10 NCSN++ (App. C; score_sde's configs/ve/cifar10_ncsnpp_continuous.py): 56.4M parameters."""
+
+SMOKE_CONFIG: Mapping[str, Any] = MappingProxyType(dict(
+    CIFAR10_CONFIG, nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
+"""A tiny CPU NCSN++ with the same code path (attention only in the 16x16 middle block); the smoke presets' net."""
+
+CONFIGS: Mapping[str, Mapping[str, Any]] = MappingProxyType({"cifar10": CIFAR10_CONFIG, "smoke": SMOKE_CONFIG})
 
 
 def fir_kernel2d(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
@@ -74,18 +85,6 @@ def _norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(ch // 4, 32), ch, eps=1e-6)
 
 
-class FourierEmbedding(nn.Module):
-    """Gaussian Fourier features [sin(2 pi w c), cos(2 pi w c)], fixed w ~ N(0, scale^2) (a buffer)."""
-
-    def __init__(self, n: int, *, scale: float = 16.0, seed: int = 0):
-        super().__init__()
-        self.register_buffer("freqs", torch.randn(n, generator=torch.Generator().manual_seed(seed)) * scale)
-
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        arg = (2 * math.pi) * c.to(self.freqs.dtype)[:, None] * self.freqs[None]
-        return torch.cat([arg.sin(), arg.cos()], dim=1)
-
-
 class AttnBlock(nn.Module):
     """Single-head self-attention over all pixels with a residual sum (score_sde's AttnBlockpp)."""
 
@@ -95,6 +94,7 @@ class AttnBlock(nn.Module):
         self.proj, self.skip_rescale = _conv(ch, ch, 1, scale=init_scale), skip_rescale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, ch, H, W) -> (B, ch, H, W)."""
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, 1, c, h * w).transpose(-1, -2).unbind(1)
         y = F.scaled_dot_product_attention(q, k, v)  # (b, 1, hw, c), softmax(q k^T / sqrt(c)) v
@@ -119,6 +119,7 @@ class ResBlock(nn.Module):
         self.attn = AttnBlock(cout, skip_rescale=skip_rescale, init_scale=init_scale) if attention else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x: (B, cin, H, W), emb: (B, emb_ch) -> (B, cout, H', W'), H' = 2H up, H/2 down, else H."""
         h = F.silu(self.norm0(x))
         if self.up:
             h, x = fir_upsample(h, self.fir), fir_upsample(x, self.fir)
@@ -141,19 +142,20 @@ class PyramidDown(nn.Module):
         self.conv = _conv(cin, cout, 3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, cin, H, W) -> (B, cout, H/2, W/2)."""
         pad = self.fir.shape[0] // 2
         x = F.conv2d(x, _depthwise(self.fir, x), padding=pad, groups=x.shape[1])  # (H + 1, W + 1)
         return self.conv(x)
 
 
 class NCSNpp(nn.Module):
-    """NCSN++ U-Net F_theta(x, c_noise) -> tensor shaped like x; defaults: the paper's CIFAR-10 config."""
+    """NCSN++ U-Net F_theta(x, c_noise) -> tensor shaped like x; defaults: CIFAR10_CONFIG, the paper's net."""
 
     def __init__(self, *, in_channels: int = 3, resolution: int = 32, nf: int = 128,
                  ch_mult: Sequence[int] = (2, 2, 2), num_res_blocks: int = 4,
                  attn_resolutions: Sequence[int] = (16,), dropout: float = 0.0,
                  fir_taps: Sequence[float] = (1, 3, 3, 1), skip_rescale: bool = True,
-                 fourier_scale: float = 16.0, init_scale: float = 0.0, seed: int = 0):
+                 fourier_scale: float = FOURIER_SCALE, init_scale: float = 0.0, seed: int = 0):
         super().__init__()
         ch_mult, attn_resolutions = tuple(int(m) for m in ch_mult), tuple(int(r) for r in attn_resolutions)
         if in_channels < 1 or nf < 4 or nf % 4 or num_res_blocks < 1 or not ch_mult or min(ch_mult) < 1:
@@ -172,7 +174,7 @@ class NCSNpp(nn.Module):
         self.skip_rescale = skip_rescale
         fir = fir_kernel2d(fir_taps)
         emb_ch = 4 * nf
-        self.fourier = FourierEmbedding(nf, scale=fourier_scale, seed=seed)
+        self.fourier = FourierEmbedding(2 * nf, scale=fourier_scale, seed=seed, order=SCORE_SDE_ORDER)
         self.emb0, self.emb1 = _init(nn.Linear(2 * nf, emb_ch)), _init(nn.Linear(emb_ch, emb_ch))
         block = dict(emb_ch=emb_ch, dropout=dropout, fir=fir, skip_rescale=skip_rescale,
                      init_scale=init_scale)
@@ -211,6 +213,7 @@ class NCSNpp(nn.Module):
         self.norm_out, self.conv_out = _norm(ch), _conv(ch, in_channels, scale=init_scale)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        """x: (B, in_channels, resolution, resolution), c_noise: (B,) or a scalar -> shaped like x."""
         shape = (self.in_channels, self.resolution, self.resolution)
         if x.ndim != 4 or tuple(x.shape[1:]) != shape:
             raise ValueError(f"x must have shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
@@ -239,8 +242,16 @@ class NCSNpp(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-def ncsnpp(config: str = "cifar10", **overrides) -> NCSNpp:
-    """NCSNpp from a named config in CONFIGS ("cifar10": the paper's 56.4M net, "smoke": a tiny CPU one)."""
+def ncsnpp_config(config: str = "cifar10") -> dict[str, Any]:
+    """A fresh copy of a named config in CONFIGS, JSON-ready (sequences as lists) for TrainConfig.net_kwargs.
+
+    Lists, not tuples, so a config saved to config.json and loaded back compares equal (resuming a run).
+    """
     if config not in CONFIGS:
         raise ValueError(f"unknown NCSN++ config {config!r}; choose from {sorted(CONFIGS)}")
-    return NCSNpp(**{**CONFIGS[config], **overrides})
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[config].items()}
+
+
+def ncsnpp(config: str = "cifar10", **overrides: Any) -> NCSNpp:
+    """NCSNpp from a named config in CONFIGS ("cifar10": the paper's 56.4M net, "smoke": a tiny CPU one)."""
+    return NCSNpp(**{**ncsnpp_config(config), **overrides})

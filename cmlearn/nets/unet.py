@@ -14,22 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cmlearn.nets.mlp import FourierEmbedding
-
-
-class PositionalEmbedding(nn.Module):
-    """Sinusoidal embedding of a scalar: [cos(c w_i), sin(c w_i)], w_i = (1 / max_positions)^(i / half)."""
-
-    def __init__(self, dim: int, *, max_positions: int = 10000):
-        super().__init__()
-        if dim % 2:
-            raise ValueError(f"embedding dim must be even, got {dim}")
-        freqs = (1.0 / max_positions) ** (torch.arange(dim // 2, dtype=torch.float32) / (dim // 2))
-        self.register_buffer("freqs", freqs)
-
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        arg = c[:, None].to(self.freqs.dtype) * self.freqs[None]
-        return torch.cat([arg.cos(), arg.sin()], dim=1)
+from cmlearn.nets.layers import EDM_ORDER, FOURIER_SCALE, FourierEmbedding, PositionalEmbedding
 
 
 def _zero_init(layer: nn.Module, scale: float = 1e-5) -> nn.Module:
@@ -64,6 +49,7 @@ class ResBlock(nn.Module):
         self.attention = attention
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x: (B, cin, H, W), emb: (B, emb_dim) -> (B, cout, H, W)."""
         h = self.conv0(F.silu(self.norm0(x)))
         scale, shift = self.affine(emb)[:, :, None, None].chunk(2, dim=1)
         h = F.silu(self.norm1(h) * (1 + scale) + shift)
@@ -88,7 +74,7 @@ class UNet(nn.Module):
     def __init__(self, *, img_resolution: int = 8, in_channels: int = 1, out_channels: int | None = None,
                  channels: int = 32, channel_mult: tuple[int, ...] = (1, 2, 2), num_blocks: int = 1,
                  attn_resolutions: tuple[int, ...] = (4,), dropout: float = 0.0, emb_dim: int | None = None,
-                 embedding: str = "fourier", fourier_scale: float = 16.0, groups: int = 8, heads: int = 1):
+                 embedding: str = "fourier", fourier_scale: float = FOURIER_SCALE, groups: int = 8, heads: int = 1):
         super().__init__()
         levels = len(channel_mult)
         if levels < 1 or channels < 1 or num_blocks < 1 or in_channels < 1:
@@ -107,8 +93,10 @@ class UNet(nn.Module):
         emb_dim = emb_dim or 4 * channels
         if emb_dim % 2:
             raise ValueError(f"emb_dim must be even, got {emb_dim}")
-        base = FourierEmbedding(channels, scale=fourier_scale) if embedding == "fourier" \
-            else PositionalEmbedding(channels)
+        if embedding == "fourier":
+            base = FourierEmbedding(channels, scale=fourier_scale, order=EDM_ORDER)
+        else:
+            base = PositionalEmbedding(channels)
         self.map_noise = nn.Sequential(base, nn.Linear(channels, emb_dim), nn.SiLU(),
                                        nn.Linear(emb_dim, emb_dim), nn.SiLU())
         kw = dict(dropout=dropout, groups=groups, heads=heads)
@@ -141,6 +129,7 @@ class UNet(nn.Module):
         self.conv_out = _zero_init(nn.Conv2d(c, self.out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        """x: (B, in_channels, R, R), c_noise: (B,) -> (B, out_channels, R, R)."""
         r = self.img_resolution
         if x.ndim != 4 or x.shape[1:] != (self.in_channels, r, r):
             raise ValueError(f"x must have shape (B, {self.in_channels}, {r}, {r}), got {tuple(x.shape)}")

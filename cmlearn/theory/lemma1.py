@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
+from cmlearn.core.distributions import Distribution, GaussianMixture
 from cmlearn.core.parameterization import as_time
+from cmlearn.theory.orders import fit_order
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -23,8 +25,8 @@ def _check_sizes(**sizes: int) -> None:
             raise ValueError(f"{name} must be an integer >= 1, got {name}={v!r}")
 
 
-def noisy_points(dist, n: int, t: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """n points x_t = x + t z of p_t (x ~ p_data, z ~ N(0, I)), float64."""
+def noisy_points(dist: Distribution, n: int, t: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n points x_t = x + t z of p_t (x ~ p_data, z ~ N(0, I)) for Lemma 1's checks; (n, d) float64."""
     _check_sizes(n=n)
     if not t > 0:
         raise ValueError(f"t must be > 0, got t={t}")
@@ -32,16 +34,16 @@ def noisy_points(dist, n: int, t: float, *, generator: torch.Generator | None = 
     return x + t * torch.randn(x.shape, dtype=x.dtype, generator=generator)
 
 
-def posterior_samples(dist, x_t: torch.Tensor, t: float | torch.Tensor, M: int, *,
+def posterior_samples(dist: GaussianMixture, x_t: torch.Tensor, t: float | torch.Tensor, M: int, *,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """M samples x_i ~ p(x | x_t) for every row of x_t: shape (M, B, d)."""
+    """M samples x_i ~ p(x | x_t) (Lemma 1's posterior) for every row of x_t (B, d): shape (M, B, d)."""
     _check_sizes(M=M)
     t = as_time(t, x_t)
     xs = dist.posterior_sample(x_t.repeat(M, 1), t.repeat(M), generator=generator)
     return xs.reshape(M, *x_t.shape)
 
 
-def mc_score(dist, x_t: torch.Tensor, t: float | torch.Tensor, M: int, *,
+def mc_score(dist: GaussianMixture, x_t: torch.Tensor, t: float | torch.Tensor, M: int, *,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Lemma 1's estimator s_M(x_t) = -(1/M) sum_i (x_t - x_i) / t^2, x_i ~ p(x | x_t); shape (B, d)."""
     t = as_time(t, x_t)
@@ -49,10 +51,10 @@ def mc_score(dist, x_t: torch.Tensor, t: float | torch.Tensor, M: int, *,
     return -(x_t[None] - xs).mean(0) / (t**2)[:, None]
 
 
-def posterior_trace_cov(dist, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    """tr Cov[x | x_t] = t^2 tr dD(x_t, t)/dx_t (second-order Tweedie), by autograd through the denoiser.
+def posterior_trace_cov(dist: Distribution, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+    """tr Cov[x | x_t] = t^2 tr dD(x_t, t)/dx_t (second-order Tweedie, Lemma 1's variance); (B, d) -> (B,).
 
-    Returns a (B,) tensor.
+    By autograd through the exact denoiser.
     """
     t = as_time(t, x_t)
     x = x_t.detach().clone().requires_grad_(True)
@@ -64,15 +66,13 @@ def posterior_trace_cov(dist, x_t: torch.Tensor, t: float | torch.Tensor) -> tor
     return (t**2 * tr).detach()
 
 
-def score_error_vs_M(dist, *, t: float, Ms: Sequence[int] = (1, 4, 16, 64, 256, 1024), n: int = 1000,
-                     seed: int = 0) -> dict:
-    """RMS error of s_M against the exact score at n points x_t ~ p_t, for each M.
+def score_error_vs_M(dist: GaussianMixture, *, t: float, Ms: Sequence[int] = (1, 4, 16, 64, 256, 1024),
+                     n: int = 1000, seed: int = 0) -> dict:
+    """Lemma 1: RMS error of s_M against the exact score at n points x_t ~ p_t, for each M (lists of len(Ms)).
 
     Also the predicted RMS error sqrt(mean tr Cov[x | x_t] / M) / t^2 and the fitted slope of log RMS error
     against log M (Lemma 1: -1/2).
     """
-    from cmlearn.theory.orders import fit_order
-
     Ms = [int(M) for M in Ms]
     if len(Ms) < 2:
         raise ValueError(f"need at least two values of M, got Ms={Ms}")
@@ -86,8 +86,9 @@ def score_error_vs_M(dist, *, t: float, Ms: Sequence[int] = (1, 4, 16, 64, 256, 
             "single_sample_var": var1}
 
 
-def single_sample_variance(dist, ts: Sequence[float], *, n: int = 2000, M: int = 64, seed: int = 0) -> dict:
-    """At each t: the variance E||s_1 - s||^2 of the one-sample estimator -(x_t - x)/t^2.
+def single_sample_variance(dist: GaussianMixture, ts: Sequence[float], *, n: int = 2000, M: int = 64,
+                           seed: int = 0) -> dict:
+    """Lemma 1 at each t: the variance E||s_1 - s||^2 of the one-sample estimator -(x_t - x)/t^2 (lists of len(ts)).
 
     Measured with M posterior samples per point and predicted by tr Cov[x | x_t] / t^4, next to the signal
     E||s||^2 and their ratio (``relative``).
@@ -108,24 +109,3 @@ def single_sample_variance(dist, ts: Sequence[float], *, n: int = 2000, M: int =
                        ("relative", predicted / signal)):
             out[key].append(v)
     return out
-
-
-def plot_lemma1(err: dict, var: dict, *, axes=None):
-    """Left: RMS error of s_M against M (log-log, with the prediction); right: one-sample variance vs t."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.9))
-    fig = axes[0].figure
-    axes[0].loglog(err["Ms"], err["rmse"], "o-", label=f"measured (slope {err['slope']:.3f})")
-    axes[0].loglog(err["Ms"], err["predicted"], "k:", label=r"$\sqrt{\mathrm{tr\,Cov}[x|x_t]/M}\,/\,t^2$")
-    axes[0].set(xlabel="M (posterior samples)", ylabel=r"RMS $\|\hat s_M - \nabla \log p_t\|$",
-                title=f"Lemma 1 estimator at t = {err['t']:g}")
-    axes[0].legend(fontsize=8)
-    axes[1].loglog(var["ts"], var["measured"], "o", label=r"measured Var$[\hat s_1]$")
-    axes[1].loglog(var["ts"], var["predicted"], "-", label=r"tr Cov$[x|x_t]/t^4$ (Tweedie)")
-    axes[1].loglog(var["ts"], var["signal"], "--", label=r"signal $E\|\nabla \log p_t\|^2$")
-    axes[1].set(xlabel="t", title="single-sample estimator: variance vs t")
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig

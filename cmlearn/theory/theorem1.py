@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cmlearn.core.distributions import Distribution
 from cmlearn.core.pfode import STEPPERS, Field, reference_solve
-from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
+from cmlearn.core.schedules import EPS, RHO, T_MAX, karras_sigmas
+from cmlearn.theory.orders import fit_order
 
 
 def _stepper(solver: str):
@@ -31,7 +33,7 @@ def _stepper(solver: str):
 
 def zero_loss_model(x: torch.Tensor, i: int | torch.Tensor, ts: torch.Tensor, *, score: Field | None = None,
                     denoiser: Field | None = None, solver: str = "heun") -> torch.Tensor:
-    """f_zero(x, ts[i]): the solver stepped ts[i] -> ts[i-1] -> ... -> ts[0] = eps (Theorem 1's zero-loss CM).
+    """f_zero(x, ts[i]) (B, ...): the solver stepped ts[i] -> ... -> ts[0] = eps (Theorem 1's zero-loss CM).
 
     ``i`` is one index or a (B,) tensor of indices (one per row, all rows advanced together).
     """
@@ -59,14 +61,14 @@ def max_step(ts: torch.Tensor) -> float:
 
 
 def nested_sizes(k_min: int, k_max: int) -> list[int]:
-    """Grid sizes N = 2^k + 1 for k_min..k_max: their Karras grids nest (each contains the coarser ones)."""
+    """Grid sizes N = 2^k + 1 for k_min..k_max: nested Karras grids for Theorem 1's order fits."""
     if not 1 <= k_min <= k_max:
         raise ValueError(f"need 1 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
     return [2**k + 1 for k in range(k_min, k_max + 1)]
 
 
 def grid_positions(coarse: torch.Tensor, fine: torch.Tensor, *, rtol: float = 1e-9) -> torch.Tensor:
-    """Index of each coarse time in the fine grid; ValueError unless the fine grid contains the coarse one."""
+    """Index (n_coarse,) of each coarse time in the fine grid (Theorem 1's nested grids); ValueError if absent."""
     pos = torch.searchsorted(fine, coarse).clamp_max(len(fine) - 1)
     lo = (pos - 1).clamp_min(0)
     pos = torch.where((fine[lo] - coarse).abs() < (fine[pos] - coarse).abs(), lo, pos)
@@ -77,9 +79,9 @@ def grid_positions(coarse: torch.Tensor, fine: torch.Tensor, *, rtol: float = 1e
     return pos
 
 
-def exact_trajectory_points(dist, ts: torch.Tensor, m: int, *, generator: torch.Generator | None = None,
+def exact_trajectory_points(dist: Distribution, ts: torch.Tensor, m: int, *, generator: torch.Generator | None = None,
                             rtol: float = 1e-9, atol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_eps ~ p_eps and the exact PF ODE path through it at every time of ``ts`` (ascending, ts[0] = eps).
+    """x_eps ~ p_eps and the exact PF ODE path (Eq. 3) through it at every time of ``ts`` (Theorem 1's f).
 
     Returns (x_eps (m, d), traj (len(ts), m, d)); by construction the exact consistency function is
     f(traj[i], ts[i]) = x_eps, up to the dopri5 tolerance. traj[i] is distributed as p_{ts[i]}.
@@ -104,30 +106,18 @@ class ErrorCurve:
     errors: list[torch.Tensor] = field(repr=False)  # per N: (n_eval_times, m) per-point errors
 
     def order(self, kind: str = "mean", *, min_N: int = 0) -> float:
-        """Fitted order of the mean or sup error against dt, over the grids with N >= min_N."""
+        """Fitted order p in mean or sup error ~ C dt^p (Theorem 1: 1 Euler, 2 Heun) over the grids with N >= min_N."""
         if kind not in ("mean", "sup"):
             raise ValueError(f"kind must be 'mean' or 'sup', got {kind!r}")
         keep = [j for j, N in enumerate(self.Ns) if N >= min_N]
-        return fitted_order([self.dt[j] for j in keep], [getattr(self, kind)[j] for j in keep])
+        return fit_order([1 / self.dt[j] for j in keep], [getattr(self, kind)[j] for j in keep])
 
 
-def fitted_order(dt: Sequence[float], err: Sequence[float]) -> float:
-    """Least-squares slope of log(err) against log(dt): the empirical order of convergence."""
-    x = torch.log(torch.as_tensor(list(dt), dtype=torch.float64))
-    y = torch.log(torch.as_tensor(list(err), dtype=torch.float64))
-    if len(x) < 2 or len(x) != len(y):
-        raise ValueError(f"need at least 2 (dt, err) pairs of equal length, got {len(x)} and {len(y)}")
-    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-        raise ValueError("dt and err must be positive and finite")
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
-
-
-def zero_loss_errors(dist, Ns: Sequence[int], *, solvers: Sequence[str] = ("euler", "heun"), m: int = 1000,
-                     eval_N: int | None = None, eps: float = EPS, T: float = T_MAX, rho: float = 7.0,
+def zero_loss_errors(dist: Distribution, Ns: Sequence[int], *, solvers: Sequence[str] = ("euler", "heun"),
+                     m: int = 1000, eval_N: int | None = None, eps: float = EPS, T: float = T_MAX, rho: float = RHO,
                      generator: torch.Generator | None = None,
                      points: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, ErrorCurve]:
-    """||f_zero(x, t) - f(x, t)|| for each solver and grid size, at exact PF ODE points x ~ p_t.
+    """Theorem 1: ||f_zero(x, t) - f(x, t)|| per solver and grid size, at exact PF ODE points x ~ p_t.
 
     The evaluation times are the grid of size ``eval_N`` (default min(Ns)) without eps (where both sides are
     x); every grid must contain them (use nested sizes 2^k + 1). ``points`` = (x_eps, traj) reuses exact
@@ -161,7 +151,7 @@ def zero_loss_errors(dist, Ns: Sequence[int], *, solvers: Sequence[str] = ("eule
 @torch.no_grad()
 def model_errors(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ts: torch.Tensor,
                  x_eps: torch.Tensor, traj: torch.Tensor) -> torch.Tensor:
-    """||model(traj[i], ts[i]) - x_eps|| for i >= 1: a trained CM against the exact f; (len(ts) - 1, m)."""
+    """||model(traj[i], ts[i]) - x_eps|| for i >= 1: a trained CM against Theorem 1's exact f; (len(ts) - 1, m)."""
     ts = torch.as_tensor(ts, dtype=torch.float64)
     if traj.shape[0] != len(ts):
         raise ValueError(f"traj holds {traj.shape[0]} times but ts has {len(ts)}")
@@ -176,8 +166,8 @@ def model_errors(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ts
 
 def fine_consistency_function(x: torch.Tensor, t: torch.Tensor | float, *, score: Field | None = None,
                               denoiser: Field | None = None, n: int = 64, eps: float = EPS,
-                              rho: float = 7.0) -> torch.Tensor:
-    """f(x, t) by Heun on a fine per-row Karras grid from t down to eps (differentiable; exact as n grows)."""
+                              rho: float = RHO) -> torch.Tensor:
+    """Theorem 1's exact f(x, t) (B, d), by Heun on a fine per-row Karras grid down to eps (differentiable)."""
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -196,7 +186,7 @@ def fine_consistency_function(x: torch.Tensor, t: torch.Tensor | float, *, score
 def local_lipschitz(x: torch.Tensor, t: torch.Tensor | float, *, score: Field | None = None,
                     denoiser: Field | None = None, n: int = 64, eps: float = EPS,
                     chunk: int = 4096) -> torch.Tensor:
-    """||d f(x, t) / dx||_2 per row: the local Lipschitz constant of the exact consistency function.
+    """||d f(x, t) / dx||_2 (B,): the local Lipschitz constant of the exact f (Theorem 1's L), (B, d) input.
 
     Forward-mode autodiff (one Jacobian column per input dimension) through ``fine_consistency_function``.
     """
@@ -225,7 +215,7 @@ def local_lipschitz(x: torch.Tensor, t: torch.Tensor | float, *, score: Field | 
 
 
 def top_fraction(values: torch.Tensor, frac: float) -> torch.Tensor:
-    """Indices of the largest ``frac`` of ``values`` (at least one)."""
+    """Indices (k,) of the largest ``frac`` of ``values`` (at least one): Theorem 1's worst-case errors."""
     if not 0 < frac <= 1:
         raise ValueError(f"frac must be in (0, 1], got {frac}")
     k = max(1, math.ceil(frac * values.numel()))
@@ -234,8 +224,9 @@ def top_fraction(values: torch.Tensor, frac: float) -> torch.Tensor:
 
 def stretch_shares(errors: torch.Tensor, lips: torch.Tensor, *, frac: float = 0.01,
                    stretch: float = 5.0) -> tuple[float, float]:
-    """Share of stretched points (L > ``stretch`` x the median L at the same time) among the worst ``frac`` of
-    errors (taken per time) and among all points.
+    """Theorem 1's sup error: the share of stretched points among the worst errors, and among all points.
+
+    Stretched: L > ``stretch`` x the median L at the same time; the worst ``frac`` of errors is taken per time.
 
     ``errors`` and ``lips`` are (n_times, m). A first share far above the second means the sup error sits
     where the exact consistency function stretches space: near the boundaries between modes.
@@ -246,34 +237,3 @@ def stretch_shares(errors: torch.Tensor, lips: torch.Tensor, *, frac: float = 0.
     stretched = lips > stretch * lips.median(dim=1, keepdim=True).values
     worst = torch.cat([stretched[k][top_fraction(errors[k], frac)] for k in range(errors.shape[0])])
     return float(worst.double().mean()), float(stretched.double().mean())
-
-
-def plot_error_vs_dt(curves: dict[str, ErrorCurve], *, trained: dict | None = None, min_N: int = 0, ax=None,
-                     title: str = "Theorem 1: zero-loss CD model vs the exact consistency function"):
-    """Mean (solid) and sup (dashed) error against dt on log-log axes, with slope-1 and slope-2 guides.
-
-    ``trained`` maps a label to (dt, mean error) of trained models, drawn as markers on the same axes; the
-    legend's orders are fitted over the grids with N >= ``min_N``.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.6))
-    for k, (solver, c) in enumerate(curves.items()):
-        color = f"C{k}"
-        p_mean, p_sup = c.order("mean", min_N=min_N), c.order("sup", min_N=min_N)
-        ax.plot(c.dt, c.mean, "o-", color=color, label=f"{solver}: mean (order {p_mean:.2f})")
-        ax.plot(c.dt, c.sup, "s--", color=color, alpha=0.6, label=f"{solver}: sup (order {p_sup:.2f})")
-    dts = torch.tensor([min(min(c.dt) for c in curves.values()), max(max(c.dt) for c in curves.values())])
-    for p, ref in ((1, curves.get("euler")), (2, curves.get("heun"))):
-        if ref is not None:
-            anchor = ref.mean[-1] / ref.dt[-1] ** p
-            ax.plot(dts.numpy(), (anchor * dts**p).numpy(), ":", color="0.5", lw=1)
-            ax.annotate(f"slope {p}", (float(dts[0]), float(anchor * dts[0] ** p)), fontsize=8, color="0.4")
-    for j, (label, (dt, err)) in enumerate((trained or {}).items()):
-        ax.plot([dt], [err], "*", ms=13, color=f"C{j + 3}", label=label, zorder=5)
-    ax.set(xscale="log", yscale="log", xlabel=r"$\Delta t = \max_n (t_{n+1} - t_n)$",
-           ylabel=r"$\| f_\theta(x, t_n) - f(x, t_n) \|$", title=title)
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.legend(fontsize=7, loc="lower right")
-    return fig

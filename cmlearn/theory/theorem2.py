@@ -23,12 +23,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from cmlearn.core.distributions import Distribution, GaussianMixture
 from cmlearn.core.losses import CDLoss, CTLoss
+from cmlearn.core.pfode import Field
 from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
+from cmlearn.theory.orders import fit_order
 
 
 def fixed_network(*, dim: int = 2, width: int = 32, depth: int = 2, seed: int = 0) -> nn.Module:
-    """A randomly initialised float64 consistency model f_theta (MLP backbone): the check's fixed network."""
+    """A randomly initialised float64 consistency model f_theta (MLP backbone, (B, dim) -> (B, dim)) for Theorem 2."""
     from cmlearn.core.parameterization import ConsistencyFunction
     from cmlearn.nets.mlp import MLP
 
@@ -36,7 +39,7 @@ def fixed_network(*, dim: int = 2, width: int = 32, depth: int = 2, seed: int = 
     return ConsistencyFunction(MLP(dim, width=width, depth=depth, emb_dim=32)).double()
 
 
-def _losses(dist, N: int, *, eps: float, T: float, teacher=None):
+def _losses(dist: Distribution, N: int, *, eps: float, T: float, teacher: Field | None = None):
     def exact(x, t):
         return dist.denoiser(x, t)
 
@@ -50,43 +53,33 @@ def _flat_grad(loss: torch.Tensor, params: list, *, retain: bool) -> torch.Tenso
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
 
 
-def posterior_quadrature(dist, x: torch.Tensor, t: torch.Tensor, *, order: int = 2):
-    """Nodes (B, K Q, d) and weights (B, K Q) of a quadrature of p(x_0 | x_t = x) for a Gaussian mixture.
+def posterior_quadrature(dist: GaussianMixture, x: torch.Tensor, t: torch.Tensor, *,
+                         order: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes (B, K Q, d) and weights (B, K Q) of a quadrature of p(x_0 | x_t = x) (Lemma 1's posterior, Theorem 2).
 
-    The posterior is a mixture: responsibility r_k(x) times N(m_k, P_k) with m_k = mu_k + S_k (S_k + t^2 I)^-1
-    (x - mu_k) and P_k = S_k - S_k (S_k + t^2 I)^-1 S_k; each component gets a tensor Gauss-Hermite rule of
-    ``order`` points per dimension (exact for polynomials of degree 2 order - 1). The weighted mean of the nodes
-    is the denoiser E[x_0 | x_t].
+    The posterior is a mixture (``GaussianMixture.posterior``); each component gets a tensor Gauss-Hermite rule
+    of ``order`` points per dimension (exact for polynomials of degree 2 order - 1). The weighted mean of the
+    nodes is the denoiser E[x_0 | x_t].
     """
     import numpy as np
 
     if order < 1:
         raise ValueError(f"order must be >= 1, got order={order}")
     B, d = x.shape
-    mu, S, w = dist.means.to(x), dist.covs.to(x), dist.weights.to(x)
-    C = S[None] + (t**2)[:, None, None, None] * torch.eye(d, dtype=x.dtype, device=x.device)  # (B, K, d, d)
-    L = torch.linalg.cholesky(C)
-    diff = x[:, None, :] - mu[None]
-    alpha = torch.cholesky_solve(diff[..., None], L)[..., 0]  # (S_k + t^2 I)^-1 (x - mu_k)
-    logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-    r = torch.softmax(torch.log(w)[None] - 0.5 * (diff * alpha).sum(-1) - 0.5 * logdet, dim=1)  # (B, K)
-    mean = mu[None] + (S[None] @ alpha[..., None])[..., 0]
-    P = S[None] - S[None] @ torch.cholesky_solve(S[None].expand_as(C), L)
-    evals, evecs = torch.linalg.eigh(0.5 * (P + P.transpose(-1, -2)))
-    root = evecs * evals.clamp_min(0).sqrt()[..., None, :]
+    post = dist.posterior(x, t)
     z1, w1 = np.polynomial.hermite_e.hermegauss(order)
     mesh = np.meshgrid(*([z1] * d), indexing="ij")
     zq = torch.tensor(np.stack([m.ravel() for m in mesh], 1), dtype=x.dtype, device=x.device)  # (Q, d)
     wq = np.prod(np.meshgrid(*([w1 / w1.sum()] * d), indexing="ij"), 0).ravel()
-    nodes = mean[:, :, None, :] + (root[:, :, None] @ zq[None, None, :, :, None])[..., 0]  # (B, K, Q, d)
-    weights = r[:, :, None] * torch.tensor(wq, dtype=x.dtype, device=x.device)[None, None]
+    nodes = post.means[:, :, None, :] + (post.roots()[:, :, None] @ zq[None, None, :, :, None])[..., 0]  # (B,K,Q,d)
+    weights = post.log_weights.exp()[:, :, None] * torch.tensor(wq, dtype=x.dtype, device=x.device)[None, None]
     return nodes.reshape(B, -1, d), weights.reshape(B, -1)
 
 
 @torch.no_grad()
-def conditional_ct_target(model: nn.Module, dist, x_next: torch.Tensor, t_next: torch.Tensor,
+def conditional_ct_target(model: nn.Module, dist: GaussianMixture, x_next: torch.Tensor, t_next: torch.Tensor,
                           t_cur: torch.Tensor, *, order: int = 2) -> torch.Tensor:
-    """E[f(x_{t_n}, t_n) | x_{t_{n+1}}]: CT's target averaged over z given x_{t_{n+1}} (exact posterior, quadrature).
+    """E[f(x_{t_n}, t_n) | x_{t_{n+1}}] (B, d): CT's target (Alg. 3) averaged over z given x_{t_{n+1}} (B, d).
 
     With x_{t_{n+1}} = x + t_{n+1} z, CT's point is x_{t_n} = x + t_n z = (t_n/t_{n+1}) x_{t_{n+1}} +
     (1 - t_n/t_{n+1}) x: an affine function of x ~ p(x | x_{t_{n+1}}), integrated by ``posterior_quadrature``.
@@ -99,15 +92,16 @@ def conditional_ct_target(model: nn.Module, dist, x_next: torch.Tensor, t_next: 
     return (w[..., None] * f).sum(1)
 
 
-def loss_and_grads(model: nn.Module, dist, *, N: int, M: int, seed: int = 0, chunk: int = 50_000,
+def loss_and_grads(model: nn.Module, dist: Distribution, *, N: int, M: int, seed: int = 0, chunk: int = 50_000,
                    eps: float = EPS, T: float = T_MAX, conditional: bool = False, order: int = 2,
-                   teacher=None) -> dict:
-    """L_CD, L_CT and their flattened gradients over M shared draws (x, n, z), accumulated in chunks.
+                   teacher: Field | None = None) -> dict:
+    """L_CD, L_CT (Alg. 2, 3) and their flattened gradients (P,) over M shared draws (x, n, z), in chunks.
 
     Common random numbers: CDLoss and CTLoss get identical generator states, so they draw the same index n and
     the same z. ``conditional=True`` adds ``g_ct_cond``, the gradient of CT's loss with its target averaged over
     z given x_{t_{n+1}} (``conditional_ct_target``): the same expectation as g_CT (the tower rule) without the
-    zero-mean noise of z. ``teacher`` replaces CD's exact denoiser (a deliberately wrong teacher is the control).
+    zero-mean noise of z; it needs a GaussianMixture. ``teacher`` replaces CD's exact denoiser (a deliberately
+    wrong teacher is the control).
     """
     if M < 1:
         raise ValueError(f"M must be >= 1, got M={M}")
@@ -143,25 +137,24 @@ def loss_and_grads(model: nn.Module, dist, *, N: int, M: int, seed: int = 0, chu
 
 
 def compare(res: dict, key: str = "g_ct") -> dict:
-    """Cosine similarity and relative difference |g - g_CD| / |g_CD| for g = res[key] (g_ct or g_ct_cond)."""
+    """Cosine and relative difference |g - g_CD| / |g_CD| of two (P,) gradients, g = res[key] (Theorem 2)."""
     g_cd, g = res["g_cd"], res[key]
     return {"cosine": float(torch.nn.functional.cosine_similarity(g_cd, g, dim=0)),
             "rel_diff": float((g - g_cd).norm() / g_cd.norm())}
 
 
-def theorem2_vs_N(model: nn.Module, dist, *, Ns: Sequence[int] = (10, 20, 40, 80, 160, 320), M: int = 40_000,
-                  M_cond: int = 4000, seed: int = 0, eps: float = EPS, T: float = T_MAX, order: int = 2,
-                  teacher=None) -> dict:
-    """Loss values, their difference and gradient agreement at each N; ``order_*`` is p in value ~ (1/N)^p.
+def theorem2_vs_N(model: nn.Module, dist: Distribution, *, Ns: Sequence[int] = (10, 20, 40, 80, 160, 320),
+                  M: int = 40_000, M_cond: int = 4000, seed: int = 0, eps: float = EPS, T: float = T_MAX,
+                  order: int = 2, teacher: Field | None = None) -> dict:
+    """Theorem 2 against N: losses, their difference, gradient agreement; ``order_*`` is p in value ~ C N^-p.
 
     Two gradient comparisons with CD's: the plain CT estimate over the same M draws (``cosine``, ``rel_diff``: a
     Monte Carlo floor that does not shrink with N), and CT's gradient with z averaged out given x_{t_{n+1}}
     over M_cond draws (``cosine_cond``, ``rel_cond``: what is left is the true gap E g_CT - E g_CD, which
     Theorem 2 says is of relative order dt; ``order_rel_cond`` should be about 1). ``M_cond = 0`` skips it.
-    ``dt`` is Theorem 2's max_n (t_{n+1} - t_n) of each grid (it falls like 1/N on the Karras grid).
+    ``dt`` is Theorem 2's max_n (t_{n+1} - t_n) of each grid (it falls like 1/N on the Karras grid). ``M_cond``
+    needs a GaussianMixture.
     """
-    from cmlearn.theory.orders import fit_order
-
     out: dict = {"Ns": [int(N) for N in Ns], "M": M, "M_cond": M_cond, "dt": [], "loss_cd": [], "loss_ct": [],
                  "diff": [], "cosine": [], "rel_diff": [], "cosine_cond": [], "rel_cond": []}
     for N in out["Ns"]:
@@ -188,16 +181,14 @@ def theorem2_vs_N(model: nn.Module, dist, *, Ns: Sequence[int] = (10, 20, 40, 80
     return out
 
 
-def gradient_floor_vs_M(model: nn.Module, dist, *, N: int = 40, Ms: Sequence[int] = (2500, 10_000, 40_000),
-                        repeats: int = 3, seed: int = 0) -> dict:
-    """|g_CT - g_CD| at fixed N against the batch size M (RMS over ``repeats`` seeds), with its fitted slope.
+def gradient_floor_vs_M(model: nn.Module, dist: Distribution, *, N: int = 40,
+                        Ms: Sequence[int] = (2500, 10_000, 40_000), repeats: int = 3, seed: int = 0) -> dict:
+    """Theorem 2's Monte Carlo floor: |g_CT - g_CD| at fixed N against the batch size M, with its fitted slope.
 
     Relative to one reference |g_CD| pooled over every batch (a small batch's own |g_CD| is inflated by its
     noise, which would flatten the curve). A pure Monte Carlo floor (no bias) has slope -1/2; ``predicted`` is
-    sqrt(tr Cov / M) / |g_CD| from the per-sample covariance of the difference.
+    sqrt(tr Cov / M) / |g_CD| from the per-sample covariance of the difference. RMS over ``repeats`` seeds.
     """
-    from cmlearn.theory.orders import fit_order
-
     if repeats < 2:
         raise ValueError(f"repeats must be >= 2, got repeats={repeats}")
     Ms = [int(M) for M in Ms]
@@ -218,9 +209,9 @@ def gradient_floor_vs_M(model: nn.Module, dist, *, N: int = 40, Ms: Sequence[int
             "predicted": [(tr1 / M) ** 0.5 / g_ref for M in Ms], "slope": -fit_order(Ms, rms), "g_ref": g_ref}
 
 
-def mean_difference(model: nn.Module, dist, *, N: int = 40, M: int = 10_000, batches: int = 8,
+def mean_difference(model: nn.Module, dist: Distribution, *, N: int = 40, M: int = 10_000, batches: int = 8,
                     seed: int = 0) -> dict:
-    """Is E[g_CT - g_CD] zero? The mean difference over independent batches against its own standard error.
+    """Is E[g_CT - g_CD] zero (Theorem 2)? The mean difference over independent batches against its noise.
 
     ``ratio`` = ||mean diff||^2 / (tr Cov / batches): about 1 when the difference is pure noise (no bias),
     much larger when there is a systematic gap. ``rel_mean`` = ||mean diff|| / ||mean g_CD||.
@@ -238,36 +229,3 @@ def mean_difference(model: nn.Module, dist, *, N: int = 40, M: int = 10_000, bat
     return {"N": N, "M": M, "batches": batches, "ratio": float(mean.pow(2).sum()) / noise,
             "rel_mean": float(mean.norm() / torch.stack(g_cds).mean(0).norm()),
             "rel_single": float(D.norm(dim=1).mean() / torch.stack(g_cds).mean(0).norm())}
-
-
-def plot_theorem2(vs_N: dict, floor: dict, *, axes=None):
-    """Left: L_CD, L_CT and L_CT - L_CD against N; middle: the relative gradient difference against N, plain CT
-    (a Monte Carlo floor) and CT with z averaged out given x_{t_{n+1}} (falls like dt); right: the plain
-    relative difference against M (the floor falls like M^-1/2)."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(15, 3.9))
-    fig = axes[0].figure
-    Ns = vs_N["Ns"]
-    axes[0].loglog(Ns, vs_N["loss_cd"], "o-", label=f"$L_{{CD}}$ (order {vs_N['order_cd']:.2f})")
-    axes[0].loglog(Ns, vs_N["loss_ct"], "s-", label=f"$L_{{CT}}$ (order {vs_N['order_ct']:.2f})")
-    axes[0].loglog(Ns, [abs(d) for d in vs_N["diff"]], "^--", label=f"$L_{{CT}} - L_{{CD}}$ "
-                   f"(order {vs_N['order_diff']:.2f})")
-    axes[0].set(xlabel="N", ylabel="loss", title="loss values (orders in 1/N)")
-    axes[0].legend(fontsize=8)
-    axes[1].loglog(Ns, vs_N["rel_diff"], "s-", color="C1", label=f"plain CT, M = {vs_N['M']}")
-    if vs_N.get("rel_cond"):
-        axes[1].loglog(Ns, vs_N["rel_cond"], "o-", color="C0",
-                       label=f"CT, z averaged given $x_{{t_{{n+1}}}}$ (order {vs_N['order_rel_cond']:.2f})")
-        ref = [vs_N["rel_cond"][0] * dt / vs_N["dt"][0] for dt in vs_N["dt"]]
-        axes[1].loglog(Ns, ref, "k:", label=r"$\propto \Delta t$")
-    axes[1].set(xlabel="N", ylabel=r"$|g_{CT} - g_{CD}| / |g_{CD}|$", title="gradients: relative difference")
-    axes[1].legend(fontsize=8)
-    label = f"N = {floor['N']}: slope {floor['slope']:.2f}"
-    axes[2].loglog(floor["Ms"], floor["rel_diff"], "o-", color="C1", label=label)
-    axes[2].loglog(floor["Ms"], floor["predicted"], "k:", label=r"$\sqrt{\mathrm{tr\,Cov}/M}\,/\,|g_{CD}|$")
-    axes[2].set(xlabel="M (samples)", title="plain CT: a Monte Carlo floor")
-    axes[2].legend(fontsize=8)
-    fig.tight_layout()
-    return fig

@@ -7,6 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cmlearn.core.parameterization import SIGMA_DATA
+from cmlearn.core.schedules import EPS, RHO, T_MAX
+
 KINDS = ("edm", "cd", "ct", "ict")
 
 
@@ -45,10 +48,10 @@ class TrainConfig:
     ct_fixed_mu: float = -1.0  # CT with a fixed target decay (< 0: the mu(k) curriculum)
     p_mean: float = -1.1  # iCT lognormal index sampling
     p_std: float = 2.0
-    sigma_data: float = 0.5
-    eps: float = 0.002
-    T: float = 80.0
-    rho: float = 7.0
+    sigma_data: float = SIGMA_DATA
+    eps: float = EPS
+    T: float = T_MAX
+    rho: float = RHO
     init_from: str = ""  # RUN_DIR whose EMA weights initialise the network; "teacher": CD starts from its teacher
     seed: int = 0
     checkpoint_every: int = 1000

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -60,13 +60,25 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
+    """``cfg.device``: "auto" (CUDA, MPS or CPU), "cpu", "cuda" (this rank's GPU under torchrun, else cuda:0)
+    or "cuda:K"; a CUDA device is made current, with TF32 as ``cfg.tf32`` says."""
     from cmlearn.runtime import default_device
 
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    dev = default_device()
-    return torch.device("cuda", local) if dev.type == "cuda" else dev
+    dev = default_device() if cfg.device == "auto" else torch.device(cfg.device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+    return dev
+
+
+def micro_batch(cfg: TrainConfig, world: int) -> int:
+    """Samples per forward pass: batch_size / (world size x grad_accum), which must divide evenly."""
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by world size x grad_accum = "
+                         f"{world} x {cfg.grad_accum}")
+    return cfg.batch_size // (world * cfg.grad_accum)
 
 
 def _distributed() -> tuple[int, int]:
@@ -81,149 +93,182 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progress: bool | None = None,
-          on_checkpoint: Callable | None = None, stop_at: int | None = None) -> Path:
-    """Train ``cfg`` into ``out_dir`` (config.json, checkpoints/latest.pt, metrics.jsonl); returns out_dir.
+def micro_seed(seed: int, slot: int, step: int) -> int:
+    """The seed of the global generators (CPU and CUDA: dropout masks) for one micro-batch: a function of the
+    run seed, the micro-batch slot (rank x accumulation step) and the step, so ranks draw different masks, a
+    2-rank run matches 1 process x 2 accumulation steps, and a resumed run draws what it would have drawn."""
+    return (seed * 0x9E3779B1 + slot * 0xC2B2AE3D + step * 0x85EBCA77) % (2**63 - 1)
 
-    ``stop_at`` ends this call early at that step (as an interruption would); calling again resumes.
-    """
-    out = Path(out_dir)
-    rank, world = _distributed()
-    device = resolve_device(cfg)
+
+def rng_state(device: torch.device) -> dict:
+    """The global generator states to checkpoint: CPU always, the device's CUDA generator when training on one."""
+    state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
-    if cfg.batch_size % (world * cfg.grad_accum):
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by world size x grad_accum = "
-                         f"{world} x {cfg.grad_accum}")
-    micro = cfg.batch_size // (world * cfg.grad_accum)
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
-    # ---- data, model, target, eval EMA, optimizer
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore what ``rng_state`` saved (the CUDA state only on a CUDA device)."""
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def init_model(cfg: TrainConfig, shape: tuple[int, ...], device: torch.device) -> nn.Module:
+    """The online model theta, initialised from ``cfg.init_from`` (a RUN_DIR, or "teacher") when set."""
     torch.manual_seed(cfg.seed)
-    source = build_source(cfg)
-    dim = getattr(source, "dim", None)
-    model = build_model(cfg, dim=dim).to(device)
+    model = build_model(cfg, shape=shape).to(device)
     if cfg.init_from:
         init = load_run(cfg.teacher if cfg.init_from == "teacher" else cfg.init_from, device=device)
         missing = model.net.load_state_dict(init.model.net.state_dict(), strict=False)
         if missing.missing_keys:
             raise ValueError(f"init_from={cfg.init_from}: network does not match ({missing.missing_keys[:3]} ...)")
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    teacher = build_teacher(cfg, source, device) if cfg.kind == "cd" else None
-    loss_fn = make_loss(cfg, teacher)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+def restore(out: Path, cfg: TrainConfig, parts: dict, gens: list, slots: list[int], *, world: int,
+            device: torch.device) -> int:
+    """Load out/checkpoints/latest.pt into ``parts`` (model, ema, target, opt) and the generators; returns its
+    step. Refuses a checkpoint of another config or another world size x grad_accum."""
+    saved = TrainConfig.load(out / "config.json").to_dict()
+    free = ("steps", "checkpoint_every", "log_every", "device")
+    diff = {k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in free}
+    if diff:
+        raise ValueError(f"{out} holds a run with a different config ({sorted(diff)}); use another --out")
+    path = out / "checkpoints" / "latest.pt"
+    state = load_checkpoint(path)
+    if len(state["gen"]) != world * cfg.grad_accum:
+        raise ValueError(f"{path} was written by {len(state['gen'])} ranks x accumulation steps; resume it with "
+                         f"the same world size x grad_accum (now {world} x {cfg.grad_accum})")
+    for key, part in parts.items():
+        if part is not None:
+            part.load_state_dict(state[key])
+    for g, s in zip(gens, slots):
+        g.set_state(state["gen"][s])
+    set_rng_state(state["rng"], device)
+    return state["step"]
+
+
+def log_record(cfg: TrainConfig, loss_fn, step: int, loss_sum: torch.Tensor, n: int, seconds: float) -> dict:
+    """One line of metrics.jsonl: mean loss since the last record, lr, speed, and N(k), mu(k) for CMs."""
+    rec = {"step": step, "loss": float(loss_sum) / max(n, 1), "lr": learning_rate(cfg, step - 1),
+           "steps_per_s": n / cfg.grad_accum / seconds}
+    if cfg.kind != "edm":
+        rec.update(N=loss_fn.num_steps(step - 1), mu=loss_fn.target_decay(step - 1))
+    return rec
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progress: bool | None = None,
+          on_checkpoint: Callable | None = None, stop_at: int | None = None) -> Path:
+    """Train ``cfg`` into ``out_dir`` (config.json, checkpoints/latest.pt, metrics.jsonl); returns out_dir.
+
+    ``progress``: a tqdm bar (default: in a terminal or a notebook). ``on_checkpoint(step, ema)`` runs after each
+    checkpoint. ``stop_at`` ends this call early at that step (as an interruption would); calling again resumes.
+    Raises FloatingPointError on a non-finite loss (any micro-batch), naming the last good checkpoint.
+    """
+    out, (rank, world), device = Path(out_dir), _distributed(), resolve_device(cfg)
+    micro = micro_batch(cfg, world)
+
+    # ---- data, model theta, target theta-, eval EMA, loss, optimizer
+    source = build_source(cfg)
+    model = init_model(cfg, source.shape, device)
+    loss_fn = make_loss(cfg, build_teacher(cfg, source, device) if cfg.kind == "cd" else None)
     if isinstance(getattr(loss_fn, "d", None), nn.Module):  # LPIPS: a frozen network on the training device
         loss_fn.d = loss_fn.d.to(device)
     separate_target = cfg.kind != "edm" and not _always_zero(loss_fn)
     target = frozen_copy(model) if separate_target else model
     ema = frozen_copy(model).eval()
-    opt_cls = torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=cfg.lr)
+    opt = (torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam)(model.parameters(), lr=cfg.lr)
     # one generator per micro-batch slot (rank, accumulation step): 2 ranks x 1 step see the same data and
     # noise as 1 rank x 2 accumulation steps, so a DDP run matches a single-process run at the same global batch
     slots = [rank * cfg.grad_accum + a for a in range(cfg.grad_accum)]
     gens = [torch.Generator().manual_seed(cfg.seed * 1000 + s) for s in slots]
-    step = 0
-
-    # ---- resume exactly where the last checkpoint left off
+    parts = {"model": model, "ema": ema, "target": target if separate_target else None, "opt": opt}
     ckpt_path = out / "checkpoints" / "latest.pt"
-    if resume and ckpt_path.exists():
-        saved = TrainConfig.load(out / "config.json").to_dict()
-        diff = {k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in ("steps", "checkpoint_every",
-                                                                                       "log_every", "device")}
-        if diff:
-            raise ValueError(f"{out} holds a run with a different config ({sorted(diff)}); use another --out")
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        if separate_target:
-            target.load_state_dict(state["target"])
-        opt.load_state_dict(state["opt"])
-        if len(state["gen"]) != world * cfg.grad_accum:
-            raise ValueError(f"{ckpt_path} was written by {len(state['gen'])} ranks x accumulation steps; resume it "
-                             f"with the same world size x grad_accum (now {world} x {cfg.grad_accum})")
-        for g, s in zip(gens, slots):
-            g.set_state(state["gen"][s])
-        torch.set_rng_state(state["rng"])
-        step = state["step"]
+    step = restore(out, cfg, parts, gens, slots, world=world, device=device) if resume and ckpt_path.exists() else 0
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
-
-    net = ddp = model
-    if world > 1:
-        net = ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
-    if cfg.compile:
-        net = torch.compile(net)
-    tgt_net = net if not separate_target else target
+    net = ddp = _ddp(model, device) if world > 1 else model
+    net = torch.compile(net) if cfg.compile else net
+    tgt_net = target if separate_target else net
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
 
-    def save():
-        states = _gather([g.get_state() for g in gens], world)
-        sums = _gather([sum(float(p.detach().double().sum()) for p in model.parameters())], world)
-        if len(set(sums)) != 1:
-            raise RuntimeError(f"ranks disagree on the weights at step {step}: parameter checksums {sums}")
-        if rank == 0:
-            save_checkpoint({"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-                             "target": target.state_dict() if separate_target else None,
-                             "opt": opt.state_dict(), "gen": states, "rng": torch.get_rng_state(), "dim": dim,
-                             "rank_checksums": sums, "world": world, "config": cfg.to_dict()}, ckpt_path)
-            if on_checkpoint is not None:
-                on_checkpoint(step, ema)
-
     # ---- the loop
-    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=step, disable=not show, desc=f"{cfg.preset or cfg.kind}")
-    log = open(out / "metrics.jsonl", "a") if rank == 0 else None
+    last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    bar = _bar(cfg, step, show=(_interactive() if progress is None else progress) and rank == 0)
     loss_sum, n_sum, t0 = torch.zeros((), device=device), 0, time.perf_counter()
     model.train()
-    last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    while step < last:
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        opt.zero_grad(set_to_none=True)
-        for a, gen in enumerate(gens):
-            x0 = source.batch(micro, gen).to(device, non_blocking=True)
-            if cfg.channels_last and x0.ndim == 4:
-                x0 = x0.contiguous(memory_format=torch.channels_last)
-            sync = a == cfg.grad_accum - 1 or world == 1
-            ctx = ddp.no_sync() if (world > 1 and not sync) else _null()
-            with ctx, amp:
-                loss = loss_fn(net, tgt_net, x0, k=step, generator=gen).mean()
-            (loss / cfg.grad_accum).backward()
-            loss_sum += loss.detach()
-            n_sum += 1
-        if not torch.isfinite(loss):
-            bar.close()
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; stopped. The last good checkpoint is "
-                                     f"{ckpt_path} (try a lower lr, currently {learning_rate(cfg, step):.3g})")
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if separate_target:
-            ema_update(target, model, loss_fn.target_decay(step))
-        ema_update(ema, model, cfg.ema_decay)
-        step += 1
-        bar.update(1)
-        if log is not None and (step % cfg.log_every == 0 or step == cfg.steps):
-            dt = time.perf_counter() - t0
-            rec = {"step": step, "loss": float(loss_sum) / max(n_sum, 1), "lr": learning_rate(cfg, step - 1),
-                   "steps_per_s": n_sum / cfg.grad_accum / dt}
-            if cfg.kind != "edm":
-                rec.update(N=loss_fn.num_steps(step - 1), mu=loss_fn.target_decay(step - 1))
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{rec['loss']:.4g}")
-            loss_sum, n_sum, t0 = torch.zeros((), device=device), 0, time.perf_counter()
-        if step % cfg.checkpoint_every == 0 or step == last:
-            save()
-    bar.close()
-    if log is not None:
-        log.close()
+    with open(out / "metrics.jsonl", "a") if rank == 0 else nullcontext() as log, bar:
+        while step < last:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            opt.zero_grad(set_to_none=True)
+            for a, gen in enumerate(gens):
+                torch.manual_seed(micro_seed(cfg.seed, slots[a], step))  # dropout masks
+                x0 = source.batch(micro, gen).to(device, non_blocking=True)
+                if cfg.channels_last and x0.ndim == 4:
+                    x0 = x0.contiguous(memory_format=torch.channels_last)
+                with (ddp.no_sync() if world > 1 and a < cfg.grad_accum - 1 else nullcontext()), amp:
+                    loss = loss_fn(net, tgt_net, x0, k=step, generator=gen).mean()
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step} (micro-batch {a}); stopped. The "
+                                             f"last good checkpoint is {ckpt_path} (try a lower lr, now "
+                                             f"{learning_rate(cfg, step):.3g})")
+                (loss / cfg.grad_accum).backward()
+                loss_sum, n_sum = loss_sum + loss.detach(), n_sum + 1
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if separate_target:
+                ema_update(target, model, loss_fn.target_decay(step))
+            ema_update(ema, model, cfg.ema_decay)
+            step += 1
+            bar.update(1)
+            if log is not None and (step % cfg.log_every == 0 or step == cfg.steps):
+                rec = log_record(cfg, loss_fn, step, loss_sum, n_sum, time.perf_counter() - t0)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{rec['loss']:.4g}")
+                loss_sum, n_sum, t0 = torch.zeros((), device=device), 0, time.perf_counter()
+            if step % cfg.checkpoint_every == 0 or step == last:
+                save(ckpt_path, cfg, parts, step=step, gens=gens, shape=source.shape, rank=rank, world=world,
+                     device=device)
+                if rank == 0 and on_checkpoint is not None:
+                    on_checkpoint(step, ema)
     return out
+
+
+def save(path: Path, cfg: TrainConfig, parts: dict, *, step: int, gens: list, shape: tuple[int, ...], rank: int,
+         world: int, device: torch.device) -> None:
+    """Write the checkpoint (rank 0) after checking every rank holds the same weights (a DDP desync guard)."""
+    model = parts["model"]
+    states = _gather([g.get_state() for g in gens], world)
+    sums = _gather([sum(float(p.detach().double().sum()) for p in model.parameters())], world)
+    if len(set(sums)) != 1:
+        raise RuntimeError(f"ranks disagree on the weights at step {step}: parameter checksums {sums}")
+    if rank == 0:
+        state = {k: (v.state_dict() if v is not None else None) for k, v in parts.items()}
+        save_checkpoint({**state, "step": step, "gen": states, "rng": rng_state(device), "shape": list(shape),
+                         "rank_checksums": sums, "world": world, "config": cfg.to_dict()}, path)
+
+
+def _ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _interactive() -> bool:
+    """A terminal or a Jupyter kernel: where a progress bar is read."""
+    import sys
+
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+def _bar(cfg: TrainConfig, step: int, *, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, initial=step, disable=not show, desc=f"{cfg.preset or cfg.kind}")
 
 
 def _always_zero(loss_fn) -> bool:
@@ -240,11 +285,3 @@ def _gather(items: list, world: int) -> list:
     parts: list = [None] * world
     dist.all_gather_object(parts, items)
     return [x for part in parts for x in part]
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cmlearn.nets.ncsnpp import ncsnpp_config
 from cmlearn.runtime import pick
 from cmlearn.train.config import TrainConfig
 
@@ -99,10 +100,6 @@ def digits_ict() -> TrainConfig:
 
 # ---------------------------------------------------------------- CIFAR-10 (PAPER_FACTS; paper App. C)
 
-NCSNPP_CIFAR10 = {"nf": 128, "ch_mult": [2, 2, 2], "num_res_blocks": 4, "attn_resolutions": [16], "resolution": 32,
-                  "in_channels": 3, "fourier_scale": 16.0}
-NCSNPP_SMOKE = {"nf": 16, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "resolution": 32,
-                "in_channels": 3, "fourier_scale": 16.0}
 CIFAR_SIZES = ("full", "smoke")
 
 
@@ -110,7 +107,7 @@ def _cifar(size: str, **kw) -> TrainConfig:
     """Shared CIFAR-10 settings; ``smoke`` keeps the code path with a tiny NCSN++ and a handful of steps."""
     if size not in CIFAR_SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {CIFAR_SIZES}")
-    net = dict(NCSNPP_CIFAR10 if size == "full" else NCSNPP_SMOKE)
+    net = ncsnpp_config("cifar10" if size == "full" else "smoke")  # the paper's NCSN++ or the tiny smoke one
     net["dropout"] = kw.pop("dropout", 0.0)
     base = dict(data="cifar10", data_root="data/cifar10", net="ncsnpp", net_kwargs=net, log_every=100,
                 checkpoint_every=10_000, sample_every=10_000)

@@ -1,8 +1,9 @@
-"""Build what a config names (network, data source, teacher, loss) and load finished runs back."""
+"""Build what a config names (network, data source, teacher) and load finished runs back (``Run``)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +14,37 @@ from cmlearn.core.parameterization import ConsistencyFunction, Denoiser
 from cmlearn.train.config import TrainConfig
 
 
-def build_net(cfg: TrainConfig, *, dim: int | None = None) -> nn.Module:
-    """The backbone F_theta named by ``cfg.net`` with ``cfg.net_kwargs``."""
+def data_shape(cfg: TrainConfig) -> tuple[int, ...]:
+    """One training sample's shape, decided here once: (d,) for points, (1, 8, 8) digits, (3, 32, 32) CIFAR-10."""
+    if cfg.data == "digits":
+        from cmlearn.data.digits import SHAPE
+
+        return SHAPE
+    if cfg.data == "cifar10":
+        from cmlearn.data.cifar10 import SHAPE
+
+        return SHAPE
+    if cfg.data.startswith("file:"):
+        from cmlearn.data.sources import load_points
+
+        return (int(load_points(cfg.data[5:]).shape[1]),)
+    from cmlearn.data.toys2d import preset
+
+    return (preset(cfg.data).dim,)
+
+
+def build_net(cfg: TrainConfig, *, shape: Sequence[int] | None = None) -> nn.Module:
+    """The backbone F_theta named by ``cfg.net`` with ``cfg.net_kwargs``; ``shape``: one sample's shape
+    (default ``data_shape(cfg)``)."""
+    shape = data_shape(cfg) if shape is None else tuple(shape)
     kw = dict(cfg.net_kwargs)
     if cfg.net == "mlp":
         from cmlearn.nets.mlp import MLP
 
-        return MLP(dim if dim is not None else kw.pop("dim", 2), **{k: v for k, v in kw.items() if k != "dim"})
+        if len(shape) != 1:
+            raise ValueError(f"net 'mlp' needs points of shape (d,), got one sample of shape {tuple(shape)}")
+        kw.pop("dim", None)
+        return MLP(int(shape[0]), **kw)
     if cfg.net == "unet":
         from cmlearn.nets.unet import UNet
 
@@ -31,26 +56,21 @@ def build_net(cfg: TrainConfig, *, dim: int | None = None) -> nn.Module:
     raise ValueError(f"unknown net {cfg.net!r}; choose 'mlp', 'unet' or 'ncsnpp'")
 
 
-def build_model(cfg: TrainConfig, *, dim: int | None = None) -> nn.Module:
-    """Denoiser for EDM teachers, ConsistencyFunction (boundary condition built in) for CD/CT/iCT."""
-    net = build_net(cfg, dim=dim)
+def build_model(cfg: TrainConfig, *, shape: Sequence[int] | None = None) -> nn.Module:
+    """Denoiser for EDM teachers, ConsistencyFunction (boundary condition built in) for CD/CT/iCT; both carry
+    the config's eps and T."""
+    net = build_net(cfg, shape=shape)
     if cfg.kind == "edm":
-        return Denoiser(net, sigma_data=cfg.sigma_data)
-    return ConsistencyFunction(net, sigma_data=cfg.sigma_data, eps=cfg.eps)
-
-
-def data_dim(cfg: TrainConfig, source) -> int | None:
-    return source.dim if hasattr(source, "dim") else None
+        return Denoiser(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T)
+    return ConsistencyFunction(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T)
 
 
 def build_source(cfg: TrainConfig):
-    """The training data: a 2D preset (fresh samples), a point file, digits or CIFAR-10."""
+    """The training data (``.batch(n, generator)``, ``.shape``): a 2D preset, a point file, digits or CIFAR-10."""
     from cmlearn.data.sources import MixtureSource, TensorSource, load_points
 
     if cfg.data.startswith("file:"):
-        src = TensorSource(load_points(cfg.data[5:]).float())
-        src.dim = src.data.shape[1]
-        return src
+        return TensorSource(load_points(cfg.data[5:]).float())
     if cfg.data == "digits":
         from cmlearn.data.digits import digits_tensor
 
@@ -61,9 +81,7 @@ def build_source(cfg: TrainConfig):
         return TensorSource(cifar10_uint8(cfg.data_root, train=True), flip=True)
     from cmlearn.data.toys2d import preset
 
-    src = MixtureSource(preset(cfg.data))
-    src.dim = src.dist.dim
-    return src
+    return MixtureSource(preset(cfg.data))
 
 
 def reference_distribution(cfg: TrainConfig):
@@ -100,16 +118,21 @@ def build_teacher(cfg: TrainConfig, source, device: torch.device):
 
 @dataclass
 class Run:
-    """A finished (or checkpointed) run: its config, its EMA model in eval mode, and where it lives."""
+    """A finished (or checkpointed) run: its config, its EMA model in eval mode, one sample's shape, where it
+    lives and the step it reached."""
 
     cfg: TrainConfig
     model: nn.Module
     path: Path
     step: int
+    shape: tuple[int, ...]
 
 
 def load_run(run_dir: str | Path, *, device: torch.device | str = "cpu", weights: str = "ema") -> Run:
-    """Load RUN_DIR/config.json and the EMA (or online, ``weights='model'``) weights of its latest checkpoint."""
+    """Load RUN_DIR/config.json and the EMA (or online, ``weights='model'``) weights of its latest checkpoint.
+
+    Raises FileNotFoundError for a directory without config.json or checkpoint, RuntimeError for a corrupt one.
+    """
     from cmlearn.train.checkpoint import load_checkpoint
 
     path = Path(run_dir)
@@ -117,11 +140,15 @@ def load_run(run_dir: str | Path, *, device: torch.device | str = "cpu", weights
         raise FileNotFoundError(f"{path} is not a run directory (no config.json); train one with `cmlearn train`")
     cfg = TrainConfig.load(path / "config.json")
     ckpt = load_checkpoint(path / "checkpoints" / "latest.pt")
-    model = build_model(cfg, dim=ckpt.get("dim"))
+    if "shape" not in ckpt:
+        raise RuntimeError(f"{path}: the checkpoint has no sample shape (written by an older cmlearn); retrain it")
+    shape = tuple(int(s) for s in ckpt["shape"])
+    model = build_model(cfg, shape=shape)
     model.load_state_dict(ckpt[weights])
     model.to(device).eval().requires_grad_(False)
-    return Run(cfg=cfg, model=model, path=path, step=ckpt["step"])
+    return Run(cfg=cfg, model=model, path=path, step=ckpt["step"], shape=shape)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy with requires_grad off (the target network theta- and the eval EMA)."""
     return copy.deepcopy(model).requires_grad_(False)

@@ -1,0 +1,54 @@
+"""The run cache every notebook uses: "train or load" a config into CACHE/NAME-HASH (UvA-notebook style).
+
+A run directory is keyed by a hash of the whole config, so runs with different settings never share one; a
+finished run is loaded, an unfinished one resumes exactly from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.runs import Run, load_run
+
+
+def cache_dir() -> Path:
+    """Where notebooks keep their runs: ``CMLEARN_CACHE`` (default ``runs/``)."""
+    return Path(os.environ.get("CMLEARN_CACHE", "runs"))
+
+
+FORMAT = 2
+"""The run-directory format; bumped when checkpoints change (2: they store the sample shape), so a cache written
+by an older cmlearn is never loaded, only retrained beside it."""
+
+
+def config_key(cfg: TrainConfig) -> str:
+    """A short hash of a config (and the run format): runs with different settings never share a directory."""
+    blob = json.dumps({"format": FORMAT, **cfg.to_dict()}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> Path:
+    """CACHE/NAME-HASH; ``name`` must be a plain directory name (ValueError otherwise)."""
+    if not name or "/" in name:
+        raise ValueError(f"name must be a non-empty directory name, got {name!r}")
+    return Path(cache if cache is not None else cache_dir()) / f"{name}-{config_key(cfg)}"
+
+
+def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, progress: bool | None = None,
+                  on_checkpoint: Callable | None = None, needs: tuple[str, ...] = ()) -> Run:
+    """Load CACHE/NAME-HASH if it holds a finished run of exactly ``cfg`` (and the files ``needs`` beside it);
+    else train it there, resuming from its last checkpoint. ``on_checkpoint(step, ema)`` is passed to ``train``."""
+    from cmlearn.train.loop import train
+
+    out = run_dir(cfg, name, cache=cache)
+    if (out / "checkpoints" / "latest.pt").exists() and all((out / f).exists() for f in needs):
+        run = load_run(out)
+        if run.step >= cfg.steps:
+            return run
+    train(cfg, out, resume=True, progress=progress, on_checkpoint=on_checkpoint)
+    return load_run(out)
