@@ -50,6 +50,8 @@ def cmd_train(a) -> int:
     cfg = get_preset(a.preset, size=a.size)
     over = dict(kv.split("=", 1) if "=" in kv else (kv, None) for kv in a.overrides)
     if a.data:
+        if cfg.net != "mlp":
+            raise ValueError(f"--data takes a point cloud for the toy presets; {a.preset} trains on {cfg.data}")
         load_points(a.data)  # fail early, before anything is built
         over["data"] = "file:" + str(Path(a.data).resolve())
     if a.data_root:
@@ -76,6 +78,9 @@ def cmd_sample(a) -> int:
     from cmlearn.train.runs import load_run
 
     run = load_run(a.run_dir, device=default_device())
+    if run.cfg.kind == "edm" and (a.ts or a.steps != 1):
+        raise ValueError(f"{a.run_dir} is an EDM teacher, sampled with Heun N = 18; --steps and --ts are for "
+                         "consistency models")
     taus = [float(t) for t in a.ts.split(",")] if a.ts else None
     x = generate(run, a.n, steps=a.steps, taus=taus, seed=a.seed)
     out = Path(a.out)
@@ -93,8 +98,12 @@ def cmd_sample(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    from cmlearn.train.config import TrainConfig
     from cmlearn.train.evaluate import evaluate
 
+    data = TrainConfig.load(Path(a.run_dir) / "config.json").data if (Path(a.run_dir) / "config.json").exists() else ""
+    if a.inception_weights and data != "cifar10":
+        raise ValueError(f"--inception-weights is for CIFAR-10 runs (FID); {a.run_dir} trained on {data or '?'}")
     res = evaluate(a.run_dir, n=a.n, seed=a.seed, inception_weights=a.inception_weights)
     (Path(a.run_dir) / "evaluation.json").write_text(json.dumps(res, indent=2))
     for k, v in res.items():

@@ -11,6 +11,15 @@ from cmlearn.core.parameterization import SIGMA_DATA
 from cmlearn.core.schedules import EPS, RHO, T_MAX
 
 KINDS = ("edm", "cd", "ct", "ict")
+SWITCH = ("auto", "true", "false")
+ONLY_FOR = {
+    "teacher": ("cd",), "N": ("cd",), "solver": ("cd",), "mu": ("cd",),
+    "K": ("ct", "ict"), "s0": ("ct", "ict"), "s1": ("ct", "ict"), "ct_fixed_N": ("ct", "ict"),
+    "mu0": ("ct",), "official_mu": ("ct",), "ct_fixed_mu": ("ct",), "p_mean": ("ict",), "p_std": ("ict",),
+    "distance": ("cd", "ct", "ict"), "weighting": ("cd", "ct", "ict"),
+}
+"""Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
+that is accepted and then ignored is a bug the user never sees)."""
 
 
 @dataclass
@@ -26,7 +35,8 @@ class TrainConfig:
     net_kwargs: dict = field(default_factory=dict)
     steps: int = 4000
     batch_size: int = 512
-    grad_accum: int = 1
+    grad_accum: int = 1  # micro-batches per step on each rank (at least; see micro_batch)
+    micro_batch: int = 0  # largest forward pass per rank (0: no limit); grad_accum grows to fit it
     lr: float = 1e-3
     optimizer: str = "radam"  # radam | adam
     lr_schedule: str = "constant"  # constant | cosine | linear
@@ -56,13 +66,11 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1000
     log_every: int = 100
-    sample_every: int = 0
-    amp: bool = False  # bf16 autocast (GPU)
-    compile: bool = False
-    channels_last: bool = False
+    amp: str = "auto"  # bf16 autocast: auto (on for image nets on CUDA) | true | false
+    compile: str = "auto"  # torch.compile: auto (on for image nets on CUDA) | true | false
+    channels_last: str = "auto"  # auto (on for image nets on CUDA) | true | false
     tf32: bool = True
-    device: str = "auto"
-    dtype: str = "float32"
+    device: str = "auto"  # auto | cpu | cuda (this rank's GPU) | cuda:K | mps
 
     def __post_init__(self):
         self.validate()
@@ -85,8 +93,31 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}")
         if self.optimizer not in ("radam", "adam"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'radam' or 'adam'")
+        for name in ("amp", "compile", "channels_last"):
+            if getattr(self, name) not in SWITCH:
+                raise ValueError(f"{name} must be one of {SWITCH}, got {name}={getattr(self, name)!r}")
+        if self.micro_batch < 0:
+            raise ValueError(f"micro_batch must be >= 0 (0: no limit), got micro_batch={self.micro_batch}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
+        self._check_unused()
+
+    def _check_unused(self) -> None:
+        """Refuse settings that this kind, data or schedule would silently ignore, naming the key."""
+        defaults = TrainConfig.__new__(TrainConfig)
+        for f in dataclasses.fields(self):
+            if f.default is not dataclasses.MISSING:
+                setattr(defaults, f.name, f.default)
+        for key, kinds in ONLY_FOR.items():
+            if self.kind not in kinds and getattr(self, key) != getattr(defaults, key):
+                raise ValueError(f"{key}={getattr(self, key)!r} has no effect on kind={self.kind!r} (it is read by "
+                                 f"{'/'.join(kinds)} only); remove it")
+        if self.data_root and self.data != "cifar10":
+            raise ValueError(f"data_root={self.data_root!r} has no effect on data={self.data!r} (CIFAR-10 only)")
+        if self.lr_final and self.lr_schedule == "constant":
+            raise ValueError(f"lr_final={self.lr_final} has no effect with lr_schedule='constant'")
+        if self.channels_last == "true" and self.net == "mlp":
+            raise ValueError("channels_last=true has no effect on points (net 'mlp'); it is for image networks")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,6 +152,8 @@ class TrainConfig:
 
 def _parse(text: str, typ: type):
     try:
+        if typ is str and text.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return "true" if text.lower() in ("1", "true", "yes", "on") else "false"
         if typ is bool:
             if text.lower() in ("1", "true", "yes", "on"):
                 return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -20,6 +20,16 @@ from torch import nn
 from cmlearn.core.losses import CDLoss, CTLoss, EDMLoss, ICTLoss
 from cmlearn.train.checkpoint import load_checkpoint, save_checkpoint
 from cmlearn.train.config import TrainConfig
+from cmlearn.train.distributed import (
+    distributed,
+    gather,
+    micro_seed,
+    plan,
+    resolve_device,
+    rng_state,
+    set_rng_state,
+    wrap_ddp,
+)
 from cmlearn.train.runs import build_model, build_source, build_teacher, frozen_copy, load_run
 
 
@@ -59,63 +69,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         eb.copy_(mb)
 
 
-def resolve_device(cfg: TrainConfig) -> torch.device:
-    """``cfg.device``: "auto" (CUDA, MPS or CPU), "cpu", "cuda" (this rank's GPU under torchrun, else cuda:0)
-    or "cuda:K"; a CUDA device is made current, with TF32 as ``cfg.tf32`` says."""
-    from cmlearn.runtime import default_device
-
-    dev = default_device() if cfg.device == "auto" else torch.device(cfg.device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
-    return dev
-
-
-def micro_batch(cfg: TrainConfig, world: int) -> int:
-    """Samples per forward pass: batch_size / (world size x grad_accum), which must divide evenly."""
-    if cfg.batch_size % (world * cfg.grad_accum):
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by world size x grad_accum = "
-                         f"{world} x {cfg.grad_accum}")
-    return cfg.batch_size // (world * cfg.grad_accum)
-
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group under torchrun (NCCL on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world == 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
-
-
-def micro_seed(seed: int, slot: int, step: int) -> int:
-    """The seed of the global generators (CPU and CUDA: dropout masks) for one micro-batch: a function of the
-    run seed, the micro-batch slot (rank x accumulation step) and the step, so ranks draw different masks, a
-    2-rank run matches 1 process x 2 accumulation steps, and a resumed run draws what it would have drawn."""
-    return (seed * 0x9E3779B1 + slot * 0xC2B2AE3D + step * 0x85EBCA77) % (2**63 - 1)
-
-
-def rng_state(device: torch.device) -> dict:
-    """The global generator states to checkpoint: CPU always, the device's CUDA generator when training on one."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    """Restore what ``rng_state`` saved (the CUDA state only on a CUDA device)."""
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def init_model(cfg: TrainConfig, shape: tuple[int, ...], device: torch.device) -> nn.Module:
+def init_model(cfg: TrainConfig, shape: tuple[int, ...], device: torch.device, *, channels_last: bool) -> nn.Module:
     """The online model theta, initialised from ``cfg.init_from`` (a RUN_DIR, or "teacher") when set."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, shape=shape).to(device)
@@ -124,23 +78,23 @@ def init_model(cfg: TrainConfig, shape: tuple[int, ...], device: torch.device) -
         missing = model.net.load_state_dict(init.model.net.state_dict(), strict=False)
         if missing.missing_keys:
             raise ValueError(f"init_from={cfg.init_from}: network does not match ({missing.missing_keys[:3]} ...)")
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def restore(out: Path, cfg: TrainConfig, parts: dict, gens: list, slots: list[int], *, world: int,
+def restore(out: Path, cfg: TrainConfig, parts: dict, gens: list, slots: list[int], *, n_slots: int,
             device: torch.device) -> int:
     """Load out/checkpoints/latest.pt into ``parts`` (model, ema, target, opt) and the generators; returns its
     step. Refuses a checkpoint of another config or another world size x grad_accum."""
     saved = TrainConfig.load(out / "config.json").to_dict()
-    free = ("steps", "checkpoint_every", "log_every", "device")
+    free = ("steps", "checkpoint_every", "log_every", "device", "micro_batch", "amp", "compile", "channels_last")
     diff = {k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in free}
     if diff:
         raise ValueError(f"{out} holds a run with a different config ({sorted(diff)}); use another --out")
     path = out / "checkpoints" / "latest.pt"
     state = load_checkpoint(path)
-    if len(state["gen"]) != world * cfg.grad_accum:
+    if len(state["gen"]) != n_slots:
         raise ValueError(f"{path} was written by {len(state['gen'])} ranks x accumulation steps; resume it with "
-                         f"the same world size x grad_accum (now {world} x {cfg.grad_accum})")
+                         f"the same world size x grad_accum (now {n_slots})")
     for key, part in parts.items():
         if part is not None:
             part.load_state_dict(state[key])
@@ -165,14 +119,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
 
     ``progress``: a tqdm bar (default: in a terminal or a notebook). ``on_checkpoint(step, ema)`` runs after each
     checkpoint. ``stop_at`` ends this call early at that step (as an interruption would); calling again resumes.
-    Raises FloatingPointError on a non-finite loss (any micro-batch), naming the last good checkpoint.
-    """
-    out, (rank, world), device = Path(out_dir), _distributed(), resolve_device(cfg)
-    micro = micro_batch(cfg, world)
+    Raises FloatingPointError on a non-finite loss (any micro-batch), naming the last good checkpoint."""
+    out, (rank, world), device = Path(out_dir), distributed(), resolve_device(cfg)
+    saved_cfg, (cfg, fast) = cfg, plan(cfg, device, world=world, rank=rank)
+    accum, micro = cfg.grad_accum, cfg.batch_size // (world * cfg.grad_accum)
 
     # ---- data, model theta, target theta-, eval EMA, loss, optimizer
     source = build_source(cfg)
-    model = init_model(cfg, source.shape, device)
+    model = init_model(cfg, source.shape, device, channels_last=fast["channels_last"])
     loss_fn = make_loss(cfg, build_teacher(cfg, source, device) if cfg.kind == "cd" else None)
     if isinstance(getattr(loss_fn, "d", None), nn.Module):  # LPIPS: a frozen network on the training device
         loss_fn.d = loss_fn.d.to(device)
@@ -186,14 +140,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
     gens = [torch.Generator().manual_seed(cfg.seed * 1000 + s) for s in slots]
     parts = {"model": model, "ema": ema, "target": target if separate_target else None, "opt": opt}
     ckpt_path = out / "checkpoints" / "latest.pt"
-    step = restore(out, cfg, parts, gens, slots, world=world, device=device) if resume and ckpt_path.exists() else 0
+    resumable = resume and ckpt_path.exists()
+    step = restore(out, saved_cfg, parts, gens, slots, n_slots=world * accum, device=device) if resumable else 0
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.json")
-    net = ddp = _ddp(model, device) if world > 1 else model
-    net = torch.compile(net) if cfg.compile else net
+        saved_cfg.save(out / "config.json")
+    net = ddp = wrap_ddp(model, device) if world > 1 else model
+    net = torch.compile(net) if fast["compile"] else net
     tgt_net = target if separate_target else net
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast["amp"])
 
     # ---- the loop
     last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
@@ -208,7 +163,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
             for a, gen in enumerate(gens):
                 torch.manual_seed(micro_seed(cfg.seed, slots[a], step))  # dropout masks
                 x0 = source.batch(micro, gen).to(device, non_blocking=True)
-                if cfg.channels_last and x0.ndim == 4:
+                if fast["channels_last"] and x0.ndim == 4:
                     x0 = x0.contiguous(memory_format=torch.channels_last)
                 with (ddp.no_sync() if world > 1 and a < cfg.grad_accum - 1 else nullcontext()), amp:
                     loss = loss_fn(net, tgt_net, x0, k=step, generator=gen).mean()
@@ -233,7 +188,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
                 bar.set_postfix(loss=f"{rec['loss']:.4g}")
                 loss_sum, n_sum, t0 = torch.zeros((), device=device), 0, time.perf_counter()
             if step % cfg.checkpoint_every == 0 or step == last:
-                save(ckpt_path, cfg, parts, step=step, gens=gens, shape=source.shape, rank=rank, world=world,
+                save(ckpt_path, saved_cfg, parts, step=step, gens=gens, shape=source.shape, rank=rank, world=world,
                      device=device)
                 if rank == 0 and on_checkpoint is not None:
                     on_checkpoint(step, ema)
@@ -244,8 +199,8 @@ def save(path: Path, cfg: TrainConfig, parts: dict, *, step: int, gens: list, sh
          world: int, device: torch.device) -> None:
     """Write the checkpoint (rank 0) after checking every rank holds the same weights (a DDP desync guard)."""
     model = parts["model"]
-    states = _gather([g.get_state() for g in gens], world)
-    sums = _gather([sum(float(p.detach().double().sum()) for p in model.parameters())], world)
+    states = gather([g.get_state() for g in gens], world)
+    sums = gather([sum(float(p.detach().double().sum()) for p in model.parameters())], world)
     if len(set(sums)) != 1:
         raise RuntimeError(f"ranks disagree on the weights at step {step}: parameter checksums {sums}")
     if rank == 0:
@@ -254,14 +209,8 @@ def save(path: Path, cfg: TrainConfig, parts: dict, *, step: int, gens: list, sh
                          "rank_checksums": sums, "world": world, "config": cfg.to_dict()}, path)
 
 
-def _ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
 def _interactive() -> bool:
     """A terminal or a Jupyter kernel: where a progress bar is read."""
-    import sys
-
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
@@ -274,14 +223,3 @@ def _bar(cfg: TrainConfig, step: int, *, show: bool):
 def _always_zero(loss_fn) -> bool:
     """True when theta- = theta at every step (CD with mu = 0, iCT): then the online net is its own target."""
     return getattr(loss_fn, "mu", None) == 0.0
-
-
-def _gather(items: list, world: int) -> list:
-    """Concatenate every rank's ``items`` in rank order (identity on one process)."""
-    if world == 1:
-        return list(items)
-    import torch.distributed as dist
-
-    parts: list = [None] * world
-    dist.all_gather_object(parts, items)
-    return [x for part in parts for x in part]
