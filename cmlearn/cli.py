@@ -12,8 +12,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cmlearn", description="Consistency models, from 2D toys to CIFAR-10.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("demo", help="exact-score PF ODE figures, then a toy CD model trained end to end")
+    d = sub.add_parser("demo", help="exact-score PF ODE figures, then toy-cd (shipped, or --train) against the Heun teacher")
     d.add_argument("--out", default="runs/demo")
+    d.add_argument("--train", action="store_true", help="train the full toy-cd run (minutes) instead of loading it")
 
     t = sub.add_parser("train", help="train a preset into RUN_DIR")
     t.add_argument("preset")
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "demo":
             from cmlearn.course.demo import run_demo
 
-            run_demo(args.out)
+            run_demo(args.out, train_full=args.train)
             return 0
         return {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}[args.cmd](args)
     except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as err:

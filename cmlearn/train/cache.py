@@ -1,7 +1,9 @@
 """The run cache every notebook uses: "train or load" a config into CACHE/NAME-HASH (UvA-notebook style).
 
 A run directory is keyed by a hash of the whole config, so runs with different settings never share one; a
-finished run is loaded, an unfinished one resumes exactly from its last checkpoint.
+finished run is loaded, an unfinished one resumes exactly from its last checkpoint. Runs the course ships
+(``data/pretrained/PRESET-HASH``, rebuilt by ``scripts/build_pretrained.py``) are loaded when their hash matches,
+unless ``retrain=True``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ def config_key(cfg: TrainConfig) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
+PRETRAINED = Path(__file__).resolve().parents[2] / "data" / "pretrained"
+
+
+def pretrained_dir(cfg: TrainConfig) -> Path | None:
+    """The shipped finished run of exactly ``cfg`` (same config hash), or None."""
+    hits = sorted(PRETRAINED.glob(f"*-{config_key(cfg)}")) if PRETRAINED.is_dir() else []
+    return hits[0] if hits else None
+
+
 def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> Path:
     """CACHE/NAME-HASH; ``name`` must be a plain directory name (ValueError otherwise)."""
     if not name or "/" in name:
@@ -40,11 +51,16 @@ def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> 
 
 
 def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, progress: bool | None = None,
-                  on_checkpoint: Callable | None = None, needs: tuple[str, ...] = ()) -> Run:
-    """Load CACHE/NAME-HASH if it holds a finished run of exactly ``cfg`` (and the files ``needs`` beside it);
-    else train it there, resuming from its last checkpoint. ``on_checkpoint(step, ema)`` is passed to ``train``."""
+                  on_checkpoint: Callable | None = None, needs: tuple[str, ...] = (), retrain: bool = False) -> Run:
+    """Load the shipped run of exactly ``cfg`` (unless ``retrain``), else CACHE/NAME-HASH if it holds a finished
+    run of ``cfg`` (and the files ``needs`` beside it); else train it there, resuming from its last checkpoint.
+    ``on_checkpoint(step, ema)`` is passed to ``train``."""
     from cmlearn.train.loop import train
 
+    shipped = None if retrain or needs else pretrained_dir(cfg)
+    if shipped is not None:
+        print(f"loaded the shipped run {shipped.name} (pass retrain=True to train it yourself)")
+        return load_run(shipped)
     out = run_dir(cfg, name, cache=cache)
     if (out / "checkpoints" / "latest.pt").exists() and all((out / f).exists() for f in needs):
         run = load_run(out)

@@ -1,0 +1,156 @@
+"""How long the course takes: every notebook executed with a cold run cache (wall and CPU seconds), and the toy
+training loop's steps/s beside a bare PyTorch loop and beside the machine's FLOP-rate limit, side by side in one run.
+
+    python benchmarks/course_time.py                      # full mode (what students run), every notebook
+    python benchmarks/course_time.py --fast               # fast mode (CMLEARN_FAST=1, what make test runs)
+    python benchmarks/course_time.py --notebooks 00,01    # a subset
+    python benchmarks/course_time.py --no-notebooks       # only the loop speed
+
+Times are measured with ``--threads`` threads (default 2, a laptop's cores) and written to
+``--json`` (default benchmarks/course_time.json, merged per mode), the one source of the README's course table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int) -> dict:
+    """Execute one notebook in a fresh kernel with an empty CMLEARN_CACHE; wall and CPU seconds (kernel included)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as cache:
+        env = {"CMLEARN_CACHE": cache, "CMLEARN_FAST": "1" if fast else "0", "OMP_NUM_THREADS": str(threads),
+               "MKL_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        try:
+            meta = {"metadata": {"path": str(path.parent)}}
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=meta).execute()
+            ok = True
+        except Exception as err:  # report the failure in the table, keep measuring the rest
+            ok, error = False, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    res = {"notebook": path.stem, "mode": "fast" if fast else "full", "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+           "ok": ok}
+    if not ok:
+        res["error"] = error
+    return res
+
+
+def matmul_gflops(*, threads: int, n: int = 1024, repeats: int = 20) -> float:
+    """The machine's fp32 matmul rate (GFLOP/s) with ``threads`` threads: the ceiling for the MLP's work."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def toy_step_flops(cfg) -> float:
+    """FLOPs of one toy-cd training step (online forward + backward, target forward, teacher excluded: it is the
+    exact score), counted by torch's FlopCounterMode on the real loss."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cmlearn.train.loop import make_loss
+    from cmlearn.train.runs import build_model, build_source, build_teacher, frozen_copy
+
+    source = build_source(cfg)
+    model = build_model(cfg, shape=source.shape)
+    target = frozen_copy(model)
+    loss_fn = make_loss(cfg, build_teacher(cfg, source, torch.device("cpu")))
+    gen = torch.Generator().manual_seed(0)
+    x0 = source.batch(cfg.batch_size, gen)
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model, target, x0, k=0, generator=gen).mean().backward()
+    return float(counter.get_total_flops())
+
+
+def loop_speed(*, threads: int, steps: int, rounds: int) -> dict:
+    """cmlearn's loop vs the same step in bare PyTorch (benchmarks/toy_sampling.py), and vs the FLOP limit."""
+    spec = importlib.util.spec_from_file_location("toy_sampling", ROOT / "benchmarks" / "toy_sampling.py")
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    from cmlearn.train.presets import get_preset
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as out:
+        cmp = toy.loop_comparison(Path(out), steps=steps, rounds=rounds)
+    cfg = get_preset("toy-cd")
+    flops, rate = toy_step_flops(cfg), matmul_gflops(threads=threads)
+    limit = rate * 1e9 / flops
+    return {**cmp, "threads": threads, "gflop_per_step": flops / 1e9, "matmul_gflops": rate,
+            "flop_limit_steps_per_s": limit, "fraction_of_limit": cmp["cmlearn"] / limit}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--fast", action="store_true", help="fast mode (CMLEARN_FAST=1)")
+    p.add_argument("--notebooks", help="comma-separated numbers, e.g. 00,01 (default: all)")
+    p.add_argument("--no-notebooks", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=7200, help="seconds per cell")
+    p.add_argument("--loop-steps", type=int, default=800)
+    p.add_argument("--loop-rounds", type=int, default=3)
+    p.add_argument("--json", default=str(ROOT / "benchmarks" / "course_time.json"))
+    a = p.parse_args(argv)
+    rows = []
+    if not a.no_notebooks:
+        wanted = set(a.notebooks.split(",")) if a.notebooks else None
+        for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+            if wanted is None or path.stem[:2] in wanted:
+                rows.append(run_notebook(path, fast=a.fast, threads=a.threads, timeout=a.timeout))
+                r = rows[-1]
+                print(f"{r['notebook']}: {r['mode']} {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU"
+                      + ("" if r["ok"] else f"  FAILED {r['error']}"), flush=True)
+    speed = loop_speed(threads=a.threads, steps=a.loop_steps, rounds=a.loop_rounds) if a.loop_steps else None
+    print(f"\n| notebook | mode | wall | CPU ({a.threads} threads) |\n|---|---|---:|---:|")
+    for r in rows:
+        print(f"| {r['notebook']} | {r['mode']} | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min |"
+              + ("" if r["ok"] else " FAILED |"))
+    if speed:
+        print(f"\ntoy-cd loop ({a.threads} threads, batch {speed['batch']}): cmlearn {speed['cmlearn']:.1f} steps/s, "
+              f"bare PyTorch {speed['bare']:.1f} steps/s (ratio {speed['ratio']:.2f}); "
+              f"{speed['gflop_per_step']:.2f} GFLOP/step at the machine's {speed['matmul_gflops']:.0f} GFLOP/s "
+              f"matmul rate = a limit of {speed['flop_limit_steps_per_s']:.0f} steps/s; cmlearn reaches "
+              f"{100 * speed['fraction_of_limit']:.0f}% of it")
+    store = Path(a.json)
+    data = json.loads(store.read_text()) if store.exists() else {}
+    data.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    for r in rows:
+        data.setdefault(r["mode"], {})[r["notebook"]] = {k: r[k] for k in ("wall_s", "cpu_s", "ok")}
+    if speed:
+        data["toy_loop"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in speed.items()}
+    if rows or speed:
+        store.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return data
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
