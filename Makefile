@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-browser lab lint venv clean
+.PHONY: demo test test-unit test-browser lab lab-fast lint venv clean
 
 venv: $(STAMP)
 
@@ -34,9 +34,20 @@ test-browser: $(STAMP)
 
 test: lint test-unit test-browser
 
+# JupyterLab on the course: `make lab` in full mode, `make lab-fast` in fast mode (CMLEARN_FAST=1).
+LAB := JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyter lab --notebook-dir=notebooks
+
 lab: $(STAMP)
 	bash tests/browser/setup.sh $(BIN) --settings-only
-	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyter lab --notebook-dir=notebooks
+	@echo "cmlearn: FULL mode. Notebooks 04, 06 and 08 train for 30 to 60 minutes on a CPU the first time (a progress"
+	@echo "bar shows each run; runs are cached in notebooks/runs/ and loaded afterwards). For every notebook in a minute"
+	@echo "or two, with smoke-sized runs (poor models, same code and checks): stop this (Ctrl-C) and run  make lab-fast"
+	CMLEARN_FAST=0 $(LAB)
+
+lab-fast: $(STAMP)
+	bash tests/browser/setup.sh $(BIN) --settings-only
+	@echo "cmlearn: FAST mode (CMLEARN_FAST=1): every notebook in a minute or two, smoke-sized runs. Full mode: make lab"
+	CMLEARN_FAST=1 $(LAB)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

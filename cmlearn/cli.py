@@ -12,7 +12,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cmlearn", description="Consistency models, from 2D toys to CIFAR-10.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("demo", help="exact-score PF ODE figures, then toy-cd (shipped, or --train) against the Heun teacher")
+    d = sub.add_parser("demo", help="exact-score PF ODE figures, then toy-cd (shipped, or --train) against its teacher")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--train", action="store_true", help="train the full toy-cd run (minutes) instead of loading it")
 

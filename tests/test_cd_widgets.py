@@ -32,17 +32,34 @@ def test_panel_compute_plot_and_wiring(tmp_path):
     with pytest.raises(ValueError, match="unknown solver"):
         cd_widgets.cd_panel_compute(dist, N=6, solver="rk4", n=10)
 
+    runs[(18, "heun")] = run  # any Run will do: the panel only samples it
     panel = cd_widgets.cd_panel(dist, runs=runs, N=18, n=200)
     assert set(panel.controls) == {"N", "solver"} and panel.state["N"] == 18
+    assert list(panel.controls["N"].options) == [6, 18]  # the slider moves over the trained N only
     panel.controls["solver"].value = "euler"
     panel.controls["N"].value = 6
     assert (panel.state["N"], panel.state["solver"]) == (6, "euler") and panel.state["trained"] is not None
     assert "trained model" in panel.summary.value
+    with pytest.raises(ValueError, match="no trained run"):
+        cd_widgets.cd_panel(dist, runs=runs, N=12, n=50)
+    untrained = cd_widgets.cd_panel(dist, N=12, n=50)  # no runs: every N from 2 to 80
+    assert list(untrained.controls["N"].options) == list(range(2, 81)) and untrained.state["trained"] is None
 
 
 def test_ablation_plot():
     fig = cd_widgets.plot_ablation({"euler": {6: 0.3, 18: 0.2}, "heun": {6: 0.25, 18: 0.1}}, bar=0.05)
     assert len(fig.axes[0].lines) == 3
+    fig.canvas.draw()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["6", "18"]
+
+
+def test_panel_histogram_is_labelled():
+    dist = preset("eight_gaussians")
+    fig = cd_widgets.cd_panel_plot(cd_widgets.cd_panel_compute(dist, N=18, solver="heun", n=200))
+    hist = fig.axes[2]
+    fig.canvas.draw()
+    assert hist.get_ylabel() == "samples"
+    assert len([t for t in hist.get_xticklabels() if t.get_text()]) >= 2  # the error axis has readable ticks
 
 
 def test_zero_loss_distance_ranks_solvers():

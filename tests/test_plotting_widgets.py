@@ -32,6 +32,25 @@ def test_plot_functions_return_figures():
     assert plotting.image_grid(torch.zeros(10, 1, 8, 8), nrow=4).shape == (24, 32, 1)
 
 
+def test_log_axes_read_as_plain_numbers():
+    import matplotlib.pyplot as plt
+
+    fig = plotting.plot_orders([20, 40, 80], {"euler": [0.4, 0.2, 0.1], "heun": [0.1, 0.025, 0.006]})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["20", "40", "80"]  # not 2 x 10^1
+    assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    for lo, hi in ((0.05, 0.5), (0.012, 0.03), (1e-4, 1.0)):  # a decade, under half a decade, four decades
+        fig, ax = plt.subplots()
+        ax.semilogx([lo, hi], [0, 1])
+        plotting.readable_log_axis(ax.xaxis)
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        assert len(labels) >= 2 and all("^" not in t and "times" not in t for t in labels), (lo, hi, labels)
+        assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+        plt.close(fig)
+
+
 def test_compute_layer_is_deterministic_and_reacts():
     g = preset("eight_gaussians")
     a = pf_ode_compute(g, N=10, eps=0.002, rho=7.0, n=200)

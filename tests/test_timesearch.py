@@ -80,8 +80,10 @@ def test_schedule_panel_driven_from_code_and_search_plot():
     from cmlearn.course.sampling import plot_search, schedule_from_controls, schedule_panel
     from cmlearn.nets.mlp import MLP
 
-    assert schedule_from_controls(3, [0.1, 1.0, 5.0]) == [80.0, 1.0, 0.1]  # crossed sliders are sorted
+    assert schedule_from_controls(3, [1.0, 0.1, 5.0]) == [80.0, 1.0, 0.1]
     assert schedule_from_controls(1, [0.1, 1.0, 5.0]) == [80.0]
+    with pytest.raises(ValueError, match="must decrease"):
+        schedule_from_controls(3, [0.1, 1.0, 5.0])  # crossed time points are an error, never silently re-sorted
     torch.manual_seed(0)
     model = ConsistencyFunction(MLP(2, width=16, depth=2)).eval()
     panel = schedule_panel(model, torch.randn(200, 2) * 0.5, steps=2)
@@ -91,4 +93,73 @@ def test_schedule_panel_driven_from_code_and_search_plot():
     assert len(panel.state["taus"]) == 3 and abs(panel.state["taus"][2] - 0.05) < 1e-6
     assert "schedule" in panel.summary.value
     res = search_timesteps(None, lambda taus: sum(abs(t - 1.0) for t in taus[1:]), n_steps=3, grid=default_taus(12))
-    plot_search(res, sweeps={2: [(0.5, 1.0), (2.0, 1.0)]}, even={2: 0.5})
+    fig = plot_search(res, sweeps={2: [(0.5, 1.0), (2.0, 1.0)]}, even={2: 0.5})
+    for ax in fig.axes:  # plain tick labels (0.1, 0.2, 0.5 ...), no overlapping minor labels like 2 x 10^-1
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+        assert not labels, labels
+        assert all("times" not in t.get_text() and "^" not in t.get_text() for t in ax.get_xticklabels())
+
+
+def _panel(**kw):
+    from cmlearn.core.parameterization import ConsistencyFunction
+    from cmlearn.course.sampling import schedule_panel
+    from cmlearn.nets.mlp import MLP
+
+    torch.manual_seed(0)
+    model = ConsistencyFunction(MLP(2, width=16, depth=2)).eval()
+    return schedule_panel(model, torch.randn(100, 2) * 0.5, **kw)
+
+
+def test_schedule_panel_keeps_the_values_code_sets():
+    from cmlearn.course.sampling import time_grid
+
+    grid = time_grid()
+    assert {0.8, 0.2, 0.05, 1.0, 0.1, 0.47} - set(grid) == {0.47}  # round values, exactly representable
+    assert all(0.002 < t < 80.0 for t in grid) and grid == sorted(grid)
+    panel = _panel(steps=2, times=(0.8, 0.2, 0.05))
+    assert [panel.controls[n].value for n in ("t2", "t3", "t4")] == [0.8, 0.2, 0.05]  # defaults on the grid
+    panel.controls["steps"].value = 3
+    panel.controls["t2"].value = 1.0
+    panel.controls["t3"].value = 0.1
+    assert panel.state["taus"] == [80.0, 1.0, 0.1]  # exactly what the code set
+    searched = _panel(steps=3, times=(0.47, 0.131, 0.05))  # off-grid defaults join the grid
+    assert searched.state["taus"] == [80.0, 0.47, 0.131]
+    with pytest.raises(ValueError, match="decrease"):
+        _panel(times=(0.2, 0.8, 0.05))
+    with pytest.raises(ValueError, match="decrease"):
+        _panel(times=(100.0, 0.8, 0.05))
+
+
+def test_schedule_panel_keeps_the_time_points_ordered():
+    panel = _panel(steps=3, times=(0.8, 0.2, 0.05))
+    panel.controls["t2"].value = 0.01  # below tau3 = 0.2, which is in use: stops one step above it
+    assert panel.controls["t2"].value == 0.25 and panel.state["taus"] == [80.0, 0.25, 0.2]
+    assert "stops at 0.25" in panel.summary.value
+    panel.controls["t3"].value = 5.0  # above tau2: stops one step below it
+    assert panel.state["taus"] == [80.0, 0.25, 0.2] and panel.controls["t3"].value == 0.2
+    panel.controls["t4"].value = 0.3  # unused (3 calls), but still kept below tau3
+    assert panel.controls["t4"].value == 0.15 and panel.state["taus"] == [80.0, 0.25, 0.2]
+    panel.controls["t3"].value = 0.12  # moving down is free
+    assert "stops" not in panel.summary.value
+    # with 2 calls, tau3 and tau4 are unused: tau2 moves freely and pushes them along
+    panel.controls["steps"].value = 2
+    panel.controls["t2"].value = 0.01
+    t2, t3, t4 = (panel.controls[n].value for n in ("t2", "t3", "t4"))
+    assert t2 == 0.01 > t3 > t4 and panel.state["taus"] == [80.0, 0.01]
+    panel.controls["steps"].value = 4  # all in use, still ordered: nothing was relabelled
+    assert panel.state["taus"] == [80.0, t2, t3, t4]
+
+
+@pytest.mark.parametrize("moved", [0, 1, 2])
+@pytest.mark.parametrize("active", [0, 1, 2, 3])
+def test_ordered_indices_never_reorders(moved, active):
+    from cmlearn.course.sampling import ordered_indices
+
+    for wanted in range(0, 30):
+        idx, got = ordered_indices([20, 12, 5], moved, wanted, active=active, size=30)
+        assert idx[0] > idx[1] > idx[2] >= 0 and idx[0] < 30, (idx, moved, wanted, active)
+        assert got == idx[moved]
+        for j in range(active):  # sliders in use other than the moved one never move
+            if j != moved:
+                assert idx[j] == [20, 12, 5][j]

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import torch
-from matplotlib.ticker import NullFormatter
 
 from cmlearn.core.pfode import reference_solve
 from cmlearn.core.sampling import prior_noise
 from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
+from cmlearn.course.plotting import plot_points, readable_log_axis
 from cmlearn.metrics import sliced_wasserstein
 from cmlearn.theory.theorem1 import zero_loss_model
 
@@ -48,9 +48,8 @@ def plot_ablation(results: Mapping[str, Mapping[int, float]], *, bar: float | No
     if bar is not None:
         ax.axhline(bar, color="0.5", ls="--", label="exact-score Heun, N = 18")
     ax.set(xscale="log", yscale="log", xlabel="N", ylabel=ylabel, title=title)
-    Ns = sorted({N for by_N in results.values() for N in by_N})
-    ax.set_xticks(Ns, [str(N) for N in Ns])
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    readable_log_axis(ax.xaxis, ticks=sorted({N for by_N in results.values() for N in by_N}))
+    readable_log_axis(ax.yaxis)
     ax.legend(fontsize=8)
     return fig
 
@@ -95,8 +94,6 @@ def cd_panel_compute(dist, *, N: int, solver: str, runs: Mapping | None = None, 
 
 def cd_panel_plot(res: dict):
     """Data with the zero-loss model's samples; the trained model's samples; errors to the exact f(x_T, T)."""
-    from cmlearn.course.plotting import plot_points
-
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.9))
     plot_points(res["data"], ax=axes[0], color="0.75")
     plot_points(res["zero"], ax=axes[0], color="C3",
@@ -115,8 +112,9 @@ def cd_panel_plot(res: dict):
     bins = torch.logspace(torch.log10(torch.tensor(lo)), torch.log10(torch.tensor(hi * 1.01)), 40).numpy()
     for name, e, c in errs:
         axes[2].hist(e.numpy(), bins=bins, alpha=0.6, color=c, label=f"{name}: mean {float(e.mean()):.3g}")
-    axes[2].set(xscale="log", xlabel="||f(x_T, T) - exact||", title="error to the exact consistency function")
-    axes[2].xaxis.set_minor_formatter(NullFormatter())
+    axes[2].set(xscale="log", xlabel="||f(x_T, T) - exact f(x_T, T)|| (log scale)", ylabel="samples",
+                title="error to the exact consistency function")
+    readable_log_axis(axes[2].xaxis)
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -127,16 +125,23 @@ def cd_panel_plot(res: dict):
 
 def cd_panel(dist, *, runs: Mapping | None = None, N: int = 18, solver: str = "heun", n: int = 1000,
              seed: int = 0):
-    """Slider for N and a dropdown for the solver (notebook 04); returns a ``cmlearn.course.panels.Panel``."""
+    """A slider for N and a dropdown for the solver (notebook 04); returns a ``cmlearn.course.panels.Panel``.
+
+    With ``runs`` ((N, solver) -> Run), the N slider steps over the trained grid sizes only, so every position
+    shows a trained model beside its zero-loss model; without, over N = 2 ... 80.
+    """
     import ipywidgets as w
 
     from cmlearn.course.panels import make_panel
 
+    Ns = sorted({int(N_) for N_, _ in runs}) if runs else list(range(2, 81))
+    if int(N) not in Ns:
+        raise ValueError(f"N = {N} has no trained run; choose one of {Ns}")
     gen = torch.Generator().manual_seed(seed + 1)
     x_T = prior_noise(n, (dist.dim,), sigma=T_MAX, generator=gen, dtype=torch.float64)
     exact = (x_T, reference_solve(x_T, T_MAX, EPS, score=dist.score))
     controls = {
-        "N": w.IntSlider(value=N, min=2, max=80, description="N"),
+        "N": w.SelectionSlider(options=Ns, value=int(N), description="N"),
         "solver": w.Dropdown(options=["heun", "euler"], value=solver, description="solver"),
     }
 

@@ -48,8 +48,9 @@ def pf_ode_plot(res: dict):
     axes[0].semilogy(range(1, len(ts) + 1), ts, "o-", ms=3)
     axes[0].set(xlabel="i", ylabel="t_i", title=f"Karras grid: N={res['N']}, eps={res['eps']:.3g}, rho={res['rho']:g}")
     plot_trajectories(res["traj"], ax=axes[1], title=f"{res['method']}, {res['nfe']} NFE")
-    plot_points(res["data"], ax=axes[2], color="0.6", s=5)
-    plot_points(res["end"], ax=axes[2], color="C3", title=f"endpoints (red) vs data: SW {res['sw']:.3f}")
+    plot_points(res["data"], ax=axes[2], color="0.7", s=10, alpha=0.5)  # a grey halo under small, strong red dots
+    plot_points(res["end"], ax=axes[2], color="C3", s=4, alpha=0.9,
+                title=f"endpoints (red) vs data (grey): SW {res['sw']:.3f}")
     fig.tight_layout()
     return fig
 
@@ -70,25 +71,42 @@ class Panel:
 
 
 def make_panel(controls: dict, compute: Callable[..., dict], plot: Callable[[dict], Any],
-               describe: Callable[[dict], str]) -> Panel:
-    """Wire sliders to compute -> plot -> output; every change recomputes and redraws."""
+               describe: Callable[[dict], str], *, constrain: Callable[[Any], None] | None = None) -> Panel:
+    """Wire sliders to compute -> plot -> output; every change recomputes and redraws.
+
+    ``constrain(change)`` runs first on each change and may set other controls (or put this one back, e.g. to keep
+    time points ordered); the values it leaves are computed once. A change that leaves every value as it was
+    (a control put back where it stood) only refreshes the summary.
+    """
     import ipywidgets as w
     from IPython.display import display
 
     out, summary = w.Output(), w.HTML()
     panel = Panel(controls=controls, output=out, summary=summary,
                   widget=w.VBox([w.HBox(list(controls.values())), summary, out]))
+    busy, last = [False], [None]
 
-    def update(_change=None):
-        kwargs = {k: c.value for k, c in controls.items()}
-        res = compute(**kwargs)
-        panel.state = res
-        summary.value = describe(res)
-        fig = plot(res)
-        out.clear_output(wait=True)
-        with out:
-            display(fig)
-        plt.close(fig)
+    def update(change=None):
+        if busy[0]:  # a value set by ``constrain`` below: computed once, after it
+            return
+        busy[0] = True
+        try:
+            if constrain is not None and change is not None:
+                constrain(change)
+            kwargs = {k: c.value for k, c in controls.items()}
+            if change is not None and kwargs == last[0]:
+                summary.value = describe(panel.state)
+                return
+            res = compute(**kwargs)
+            panel.state, last[0] = res, kwargs
+            summary.value = describe(res)
+            fig = plot(res)
+            out.clear_output(wait=True)
+            with out:
+                display(fig)
+            plt.close(fig)
+        finally:
+            busy[0] = False
 
     for c in controls.values():
         c.observe(update, names="value")

@@ -22,11 +22,12 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
 
 
-def plot_points(samples, *, ax=None, title: str | None = None, lim: float = 1.6, color: str = "C0", s: float = 2.0):
+def plot_points(samples, *, ax=None, title: str | None = None, lim: float = 1.6, color: str = "C0", s: float = 2.0,
+                alpha: float = 0.5):
     """A scatter plot of 2D samples."""
     fig, ax = _ax(ax)
     x = _np(samples)
-    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=0.5, color=color, linewidths=0)
+    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, linewidths=0)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     if title:
         ax.set_title(title)
@@ -77,15 +78,37 @@ def plot_consistency_along_trajectory(ts, f_values, *, ax=None, title: str | Non
 
 
 def plot_orders(Ns, errors_by_method: dict, *, ax=None, title: str | None = None, xlabel: str = "N (grid size)"):
-    """Error vs N on log-log axes, one line per method, the fitted order (-slope) in the legend."""
+    """Error vs N on log-log axes, one line per method, the fitted order (-slope) in the legend; the x ticks are
+    the grid sizes themselves (20, 40, 80, not 2 x 10^1)."""
     fig, ax = _ax(ax, figsize=(5, 4))
     for i, (name, errs) in enumerate(errors_by_method.items()):
         order = fit_order(Ns, errs)
         ax.loglog(Ns, errs, "o-", color=f"C{i}", label=f"{name}: order {order:.2f}")
     ax.set(xlabel=xlabel, ylabel="mean error", title=title or "global error of the solver")
+    readable_log_axis(ax.xaxis, ticks=Ns)
+    readable_log_axis(ax.yaxis)
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     return fig
+
+
+def readable_log_axis(axis, *, ticks=None) -> None:
+    """Label a log axis with plain numbers a student reads at a glance (0.05, 0.1, 0.2 or 20, 40, 80; never
+    2 x 10^1 or overlapping minor labels). ``ticks``: label exactly these values; otherwise 1-2-5 steps when the
+    axis spans about a decade (finer below), 1-3 steps up to three decades, powers of ten beyond. Call it after
+    plotting."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    if ticks is not None:
+        axis.set_major_locator(FixedLocator([float(t) for t in ticks]))
+    else:
+        lo, hi = sorted(abs(v) for v in axis.get_view_interval())
+        decades = np.log10(hi / lo) if lo > 0 else np.inf
+        subs = ((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if decades <= 0.6 else (1.0, 2.0, 5.0) if decades <= 1.5
+                else (1.0, 3.0) if decades <= 3 else (1.0,))
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def image_grid(x, *, nrow: int = 8) -> np.ndarray:

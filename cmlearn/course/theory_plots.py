@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
 from torch import nn
 
 from cmlearn.core.distributions import GaussianMixture
 from cmlearn.core.sampling import default_taus
+from cmlearn.course.plotting import readable_log_axis
 from cmlearn.theory.theorem1 import ErrorCurve
 from cmlearn.theory.toy_editing import conditional_sample, edit_conditional
 
@@ -47,7 +47,7 @@ def plot_error_vs_dt(curves: dict[str, ErrorCurve], *, trained: dict | None = No
         ax.plot([dt], [err], "*", ms=13, color=f"C{j + 3}", label=label, zorder=5)
     ax.set(xscale="log", yscale="log", xlabel=r"$\Delta t = \max_n (t_{n+1} - t_n)$",
            ylabel=r"$\| f_\theta(x, t_n) - f(x, t_n) \|$", title=title)
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    readable_log_axis(ax.xaxis)
     ax.legend(fontsize=7, loc="lower right")
     return fig
 

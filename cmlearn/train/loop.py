@@ -152,10 +152,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
 
     # ---- the loop
     last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    bar = _bar(cfg, step, show=(_interactive() if progress is None else progress) and rank == 0)
+    bar = _bar(cfg, step, out.name, show=(_interactive() if progress is None else progress) and rank == 0)
     loss_sum, n_sum, t0 = torch.zeros((), device=device), 0, time.perf_counter()
     model.train()
-    with open(out / "metrics.jsonl", "a") if rank == 0 else nullcontext() as log, bar:
+    with open(out / "metrics.jsonl", "a" if step else "w") if rank == 0 else nullcontext() as log, bar:
         while step < last:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
@@ -214,10 +214,10 @@ def _interactive() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def _bar(cfg: TrainConfig, step: int, *, show: bool):
+def _bar(cfg: TrainConfig, step: int, name: str, *, show: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.steps, initial=step, disable=not show, desc=f"{cfg.preset or cfg.kind}")
+    return tqdm(total=cfg.steps, initial=step, disable=not show, desc=name or cfg.preset or cfg.kind)
 
 
 def _always_zero(loss_fn) -> bool:

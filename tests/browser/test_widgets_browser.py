@@ -170,6 +170,70 @@ def switch_dropdown(page, panel, select, before: dict, *, what: str) -> dict:
     return after
 
 
+SCHEDULE_NB = "07_sampling_and_editing.ipynb"
+CD_NB = "04_consistency_distillation.ipynb"
+
+
+def slider_by_label(panel, label: str):
+    return panel.locator(".widget-slider").filter(
+        has=panel.page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(label)}$")))
+
+
+def readouts(panel) -> dict:
+    """label -> readout text of every slider of the panel."""
+    out = {}
+    sliders = panel.locator(".widget-slider")
+    for j in range(sliders.count()):
+        s = sliders.nth(j)
+        out[s.locator(".widget-label").text_content().strip()] = s.locator(".widget-readout").text_content().strip()
+    return out
+
+
+def panel_of(page, label: str):
+    """The output area holding a panel with a slider of this label."""
+    return page.locator(".jp-OutputArea-output").filter(has=page.locator(".widget-slider")).filter(
+        has=page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(label)}$"))).first
+
+
+def test_schedule_panel_keeps_the_values_code_sets_and_its_order(started, artifacts):
+    """Notebook 07 (issue 18): after Run All the panel shows what the check cell set, (T, 1, 0.1), and keeps it
+    (no slider snaps a value and sends it back); a time slider pushed past its neighbour stops one step short."""
+    page, _ = started[SCHEDULE_NB]
+    wait_for_kernel(page, timeout=RUN_TIMEOUT_S, what=f"{SCHEDULE_NB}: Run All")
+    panel = panel_of(page, "tau2")
+    panel.scroll_into_view_if_needed()
+    page.wait_for_function("(el) => el.querySelector('img, svg') !== null", arg=panel.element_handle(),
+                           timeout=30_000)
+    time.sleep(3)  # a rendered slider that snapped a value would have sent it back by now
+    wait_for_kernel(page, timeout=UPDATE_TIMEOUT_S, what=f"{SCHEDULE_NB}: settle")
+    values = readouts(panel)
+    assert values == {"calls": "3", "tau2": "1", "tau3": "0.1", "tau4": "0.05"}, values
+    text = panel.evaluate(PANEL_JS)["text"]
+    assert "schedule [80.0, 1.0, 0.1]" in text, text
+
+    before = panel.evaluate(PANEL_JS)
+    handle = slider_by_label(panel, "tau3").locator(".noUi-handle")
+    handle.focus()
+    handle.press("End")  # ask for the largest time: past tau2 = 1
+    after = wait_for_change(page, panel, before, what=f"{SCHEDULE_NB}: tau3 -> End")
+    values = readouts(panel)
+    panel.screenshot(path=str(artifacts / "07_schedule_panel_clamped.png"))
+    assert values["tau2"] == "1" and values["tau3"] == "0.8", values  # stopped one grid step below tau2
+    assert "schedule [80.0, 1.0, 0.8]" in after["text"] and "stops at 0.8" in after["text"], after["text"]
+
+
+def test_cd_panel_steps_over_the_trained_N(started):
+    """Notebook 04 (issue 18): the N slider offers the trained grid sizes only (fast mode: 6, 18, 50)."""
+    page, _ = started[CD_NB]
+    wait_for_kernel(page, timeout=RUN_TIMEOUT_S, what=f"{CD_NB}: Run All")
+    panel = panel_of(page, "N")
+    handle = slider_by_label(panel, "N").locator(".noUi-handle")
+    assert readouts(panel)["N"] == "6"  # what the check cell set
+    span = (float(handle.get_attribute("aria-valuemin")), float(handle.get_attribute("aria-valuemax")))
+    assert span == (0.0, 2.0), span  # three positions: the trained N
+    assert "no trained run" not in panel.evaluate(PANEL_JS)["text"]
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_sliders_update_their_panels(name, started, artifacts):
     stem = Path(name).stem
