@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lr=1e-3 mu=0.9")
     t.add_argument("--data", help="an (n, d) float array saved with numpy.save (toy presets)")
     t.add_argument("--data-root", help="CIFAR-10 root directory (holds cifar-10-batches-py/)")
-    t.add_argument("--teacher", help="CD teacher: exact | empirical | a toy-edm RUN_DIR")
+    t.add_argument("--teacher", help="CD and PD teacher: exact | empirical | an EDM RUN_DIR")
     t.add_argument("--out", help="run directory (default runs/PRESET)")
     t.add_argument("--steps", type=int, help="number of training steps")
     t.add_argument("--size", default="full", help="preset size (e.g. smoke for the CIFAR-10 presets)")
@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=1, help="number of model calls (Algorithm 1)")
     s.add_argument("--ts", help="comma-separated decreasing times of the calls, e.g. 80,0.585 (overrides --steps)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sampler", choices=["euler", "heun", "dpmpp-2m", "unipc"],
+                   help="EDM teacher runs: the ODE sampler on the Karras grid (default: heun with N = 18)")
+    s.add_argument("--nfe", type=int, help="EDM teacher runs: the network calls --sampler spends (default 34)")
     s.add_argument("--out", required=True, help="FILE.npy (array) or FILE.png (figure)")
 
     e = sub.add_parser("evaluate", help="print the preset's quality metric for RUN_DIR")
@@ -62,10 +65,16 @@ def cmd_train(a) -> int:
     if a.steps is not None:
         over["steps"] = str(a.steps)
     cfg = cfg.override(over)
-    if cfg.kind == "cd" and cfg.data.startswith("file:") and cfg.teacher == "exact":
+    if cfg.kind in ("cd", "pd") and cfg.data.startswith("file:") and cfg.teacher == "exact":
         raise ValueError("--data FILE has no exact score: pass --teacher empirical or --teacher RUN_DIR "
                          "(a toy-edm run trained on the same file)")
     out = Path(a.out or f"runs/{cfg.preset or a.preset}")
+    if cfg.kind == "pd":  # progressive distillation: one train() per round (cmlearn.train.pd)
+        from cmlearn.train.pd import train_pd
+
+        train_pd(cfg, out, resume=not a.no_resume)
+        print(f"run written to {out} (the {cfg.pd_nfe}-step student; earlier rounds in {out / 'rounds'})")
+        return 0
     train(cfg, out, resume=not a.no_resume)
     print(f"run written to {out}")
     return 0
@@ -79,11 +88,18 @@ def cmd_sample(a) -> int:
     from cmlearn.train.runs import load_run
 
     run = load_run(a.run_dir, device=default_device())
-    if run.cfg.kind == "edm" and (a.ts or a.steps != 1):
-        raise ValueError(f"{a.run_dir} is an EDM teacher, sampled with Heun N = 18; --steps and --ts are for "
-                         "consistency models")
+    if run.cfg.kind in ("edm", "pd") and (a.ts or a.steps != 1):
+        raise ValueError(f"{a.run_dir} is a {run.cfg.kind!r} run, sampled with an ODE sampler; --steps and --ts are "
+                         "for consistency models (use --sampler and --nfe for a teacher)")
+    if (a.sampler or a.nfe) and run.cfg.kind != "edm":
+        raise ValueError(f"--sampler and --nfe are for EDM teacher runs; {a.run_dir} is a {run.cfg.kind!r} run")
     taus = [float(t) for t in a.ts.split(",")] if a.ts else None
-    x = generate(run, a.n, steps=a.steps, taus=taus, seed=a.seed)
+    if a.sampler or a.nfe:
+        from cmlearn.train.nfe import generate_nfe
+
+        x = generate_nfe(run, a.n, a.nfe or 34, sampler=a.sampler or "heun", seed=a.seed)
+    else:
+        x = generate(run, a.n, steps=a.steps, taus=taus, seed=a.seed)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
@@ -91,7 +107,8 @@ def cmd_sample(a) -> int:
     elif out.suffix == ".png":
         from cmlearn.course.plotting import save_samples_figure
 
-        save_samples_figure(x.cpu(), out, title=f"{run.cfg.preset}: {a.ts or f'{a.steps} step(s)'}")
+        how = f"{a.sampler or 'heun'}, {a.nfe or 34} NFE" if a.sampler or a.nfe else a.ts or f"{a.steps} step(s)"
+        save_samples_figure(x.cpu(), out, title=f"{run.cfg.preset}: {how}")
     else:
         raise ValueError(f"--out must end in .npy or .png, got {out}")
     print(f"{a.n} samples written to {out}")

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from cmlearn.train.config import TrainConfig
+from cmlearn.train.config import ADDED_KEYS, TrainConfig
 from cmlearn.train.runs import Run, load_run
 
 
@@ -29,8 +29,11 @@ by an older cmlearn is never loaded, only retrained beside it."""
 
 
 def config_key(cfg: TrainConfig) -> str:
-    """A short hash of a config (and the run format): runs with different settings never share a directory."""
-    blob = json.dumps({"format": FORMAT, **cfg.to_dict()}, sort_keys=True)
+    """A short hash of a config (and the run format): runs with different settings never share a directory.
+    Keys added after runs were cached or shipped (``ADDED_KEYS``) enter the hash only when not at their default,
+    so adding one keeps every existing run's hash."""
+    d = {k: v for k, v in cfg.to_dict().items() if k not in ADDED_KEYS or v != ADDED_KEYS[k]}
+    blob = json.dumps({"format": FORMAT, **d}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 

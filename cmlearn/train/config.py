@@ -10,16 +10,20 @@ from typing import Any
 from cmlearn.core.parameterization import SIGMA_DATA
 from cmlearn.core.schedules import EPS, RHO, T_MAX
 
-KINDS = ("edm", "cd", "ct", "ict")
+KINDS = ("edm", "cd", "ct", "ict", "pd")
 SWITCH = ("auto", "true", "false")
 ONLY_FOR = {
-    "teacher": ("cd",), "N": ("cd",), "solver": ("cd",), "mu": ("cd",),
+    "teacher": ("cd", "pd"), "N": ("cd",), "solver": ("cd",), "mu": ("cd",),
     "K": ("ct", "ict"), "s0": ("ct", "ict"), "s1": ("ct", "ict"), "ct_fixed_N": ("ct", "ict"),
     "mu0": ("ct",), "official_mu": ("ct",), "ct_fixed_mu": ("ct",), "p_mean": ("ict",), "p_std": ("ict",),
-    "distance": ("cd", "ct", "ict"), "weighting": ("cd", "ct", "ict"),
+    "distance": ("cd", "ct", "ict"), "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
+
+ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0}
+"""Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
+them out of the hash at these values, so adding a key does not orphan every existing run."""
 
 
 @dataclass
@@ -27,10 +31,10 @@ class TrainConfig:
     """Everything a run needs; presets (cmlearn.train.presets) fill it, the command line overrides single keys."""
 
     preset: str = ""
-    kind: str = "cd"  # edm | cd | ct | ict
+    kind: str = "cd"  # edm | cd | ct | ict | pd
     data: str = "eight_gaussians"  # a 2D preset name, "file:PATH.npy", "digits" or "cifar10"
     data_root: str = ""  # CIFAR-10 root (holds cifar-10-batches-py/)
-    teacher: str = "exact"  # CD only: exact | empirical | a toy-edm RUN_DIR
+    teacher: str = "exact"  # CD: exact | empirical | a toy-edm RUN_DIR; PD: an edm (or pd) RUN_DIR
     net: str = "mlp"  # mlp | unet | ncsnpp
     net_kwargs: dict = field(default_factory=dict)
     steps: int = 4000
@@ -58,6 +62,8 @@ class TrainConfig:
     ct_fixed_mu: float = -1.0  # CT with a fixed target decay (< 0: the mu(k) curriculum)
     p_mean: float = -1.1  # iCT lognormal index sampling
     p_std: float = 2.0
+    pd_nfe: int = 1  # PD: the student's DDIM steps (of the last round); its teacher takes twice as many
+    pd_start: int = 0  # PD: the teacher's DDIM steps in the first round (pd_nfe times a power of 2; 0: 2 pd_nfe)
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX
@@ -98,6 +104,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {SWITCH}, got {name}={getattr(self, name)!r}")
         if self.micro_batch < 0:
             raise ValueError(f"micro_batch must be >= 0 (0: no limit), got micro_batch={self.micro_batch}")
+        if self.kind == "pd":
+            start = self.pd_start or 2 * self.pd_nfe
+            if self.pd_nfe < 1 or start <= self.pd_nfe or start % self.pd_nfe or (start // self.pd_nfe) & (
+                    start // self.pd_nfe - 1):
+                raise ValueError(f"PD needs pd_nfe >= 1 and pd_start = pd_nfe x a power of 2 (> 1), got "
+                                 f"pd_nfe={self.pd_nfe}, pd_start={self.pd_start}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
         self._check_unused()

@@ -28,9 +28,14 @@ def run_taus(cfg: TrainConfig, steps: int) -> list[float]:
 def generate(run: Run, n: int, *, steps: int = 1, taus: list[float] | None = None,
              generator: torch.Generator | None = None, seed: int = 0) -> torch.Tensor:
     """(n, *run.shape) samples of a run's model on its device: Algorithm 1 at ``taus`` (default ``run_taus``) for
-    consistency models, Heun N = 18 (34 NFE) for EDM teachers. Noise from ``generator``, else from ``seed``."""
+    consistency models, Heun N = 18 (34 NFE) for EDM teachers, DDIM on its own pd_nfe steps for a PD student.
+    Noise from ``generator``, else from ``seed``."""
     gen = torch.Generator().manual_seed(seed) if generator is None else generator
     cfg = run.cfg
+    if cfg.kind == "pd":
+        from cmlearn.train.pd import generate_pd
+
+        return generate_pd(run, n, generator=gen)
     if cfg.kind == "edm":
         return heun_sample(run.model, prior_noise(n, run.shape, sigma=cfg.T, generator=gen), N=18, eps=cfg.eps,
                            T=cfg.T, rho=cfg.rho)
@@ -71,7 +76,7 @@ def evaluate_points(run: Run, *, n: int = 20_000, seed: int = 0, n_projections: 
     ref = fresh_points(cfg, n, gen)
     dist = reference_distribution(cfg)
     res: dict = {"run": str(run.path), "preset": cfg.preset, "data": cfg.data, "n": n, "seed": seed}
-    plans = {"heun18": 1} if cfg.kind == "edm" else {"1step": 1, "2step": 2}
+    plans = {"heun18": 1} if cfg.kind == "edm" else {"ddim": 1} if cfg.kind == "pd" else {"1step": 1, "2step": 2}
     for name, steps in plans.items():
         x = generate(run, n, steps=steps, generator=gen).cpu()
         res[f"sw_{name}"] = sliced_wasserstein(x, ref, n_projections=n_projections)
@@ -96,7 +101,8 @@ def evaluate_digits(run: Run, *, n: int | None = None, seed: int = 0) -> dict:
         raise ValueError(f"n must be at least 2, got {n}")
     res: dict = {"run": str(run.path), "preset": run.cfg.preset, "kind": run.cfg.kind, "n": n, "seed": seed,
                  "step": run.step}
-    plans = {"heun18": 1} if run.cfg.kind == "edm" else {"1step": 1, "2step": 2}
+    kind = run.cfg.kind
+    plans = {"heun18": 1} if kind == "edm" else {"ddim": 1} if kind == "pd" else {"1step": 1, "2step": 2}
     for name, steps in plans.items():
         x = generate(run, n, steps=steps, seed=seed).cpu()
         res[f"fd_{name}"] = fd_digits(x, reference="test")

@@ -57,10 +57,10 @@ def build_net(cfg: TrainConfig, *, shape: Sequence[int] | None = None) -> nn.Mod
 
 
 def build_model(cfg: TrainConfig, *, shape: Sequence[int] | None = None) -> nn.Module:
-    """Denoiser for EDM teachers, ConsistencyFunction (boundary condition built in) for CD/CT/iCT; both carry
-    the config's eps and T."""
+    """Denoiser for EDM teachers and PD students, ConsistencyFunction (boundary condition built in) for CD/CT/iCT;
+    both carry the config's eps and T."""
     net = build_net(cfg, shape=shape)
-    if cfg.kind == "edm":
+    if cfg.kind in ("edm", "pd"):
         return Denoiser(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T)
     return ConsistencyFunction(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T)
 
@@ -111,7 +111,8 @@ def build_teacher(cfg: TrainConfig, source, device: torch.device):
 
         return denoiser
     run = load_run(cfg.teacher, device=device)
-    if run.cfg.kind != "edm":
+    kinds = ("edm", "pd") if cfg.kind == "pd" else ("edm",)  # a PD round distills the previous round
+    if run.cfg.kind not in kinds:
         raise ValueError(f"teacher run {cfg.teacher} is a {run.cfg.kind!r} run; a teacher must be an 'edm' run")
     return run.model
 

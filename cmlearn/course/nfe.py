@@ -1,0 +1,142 @@
+"""Helpers of notebook 11 (and ``benchmarks/nfe_sweep.py``): the runs of the comparison, trained or loaded from the
+caches of notebooks 04, 06 and 08 (same configs, so the same hashes), the methods built on them, and the log-log
+figure and table of quality against NFE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from cmlearn.runtime import fast_mode, pick
+from cmlearn.train.cache import cache_dir, train_or_load
+from cmlearn.train.nfe import cm_method, exact_method, pd_method, teacher_method
+from cmlearn.train.pd import pd_train_or_load
+from cmlearn.train.presets import get_preset
+
+TOY_SMALL = {"net_kwargs": {"width": 128, "depth": 3, "emb_dim": 32}, "batch_size": 256}
+"""Fast mode's smoke-sized toy network (notebooks 04 and 06 use the same)."""
+
+SAMPLERS = {"Euler (DDIM)": "euler", "Heun": "heun", "DPM-Solver++(2M)": "dpmpp-2m", "UniPC": "unipc"}
+
+
+def toy_data_file() -> Path:
+    """Notebook 04's 20k points of the eight Gaussians (seed 11), the data the learned teacher and CD train on."""
+    from cmlearn.data.toys2d import preset
+
+    path = cache_dir() / "nb04-eight_gaussians-20k.npy"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, preset("eight_gaussians").sample(20_000, generator=torch.Generator().manual_seed(11)).numpy())
+    return path
+
+
+def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict"), *, progress: bool | None = False) -> dict:
+    """The eight-Gaussians runs. The teacher is the exact score, as for the toy-cd preset: CD ("cd") is toy-cd
+    (notebook 07's run, also notebook 04's exact-teacher run), PD ("pd", {steps: Run}) is toy-pd from the same
+    exact denoiser; CT and iCT are notebook 06's. "edm" adds notebook 04's learned EDM teacher (on its data file).
+    Configs as in those notebooks (fast mode too), so their cached runs are reused."""
+    fast = fast_mode()
+    out: dict = {}
+    if "cd" in methods:
+        out["cd"] = train_or_load(get_preset("toy-cd"), "nb07-toy-cd", progress=progress)
+    if "pd" in methods:
+        over = {"net_kwargs": TOY_SMALL["net_kwargs"]} if fast else {}
+        out["pd"] = pd_train_or_load(get_preset("toy-pd").override(over), "nb11-toy-pd", progress=progress)
+    for kind in ("ct", "ict"):
+        if kind in methods:
+            out[kind] = _nb06_run(kind, fast)
+    if "edm" in methods:
+        file_data = "file:" + str(toy_data_file().resolve())
+        small = dict(TOY_SMALL, ema_decay=0.99) if fast else {}
+        cfg = get_preset("toy-edm").override({"data": file_data, "steps": pick(6000, 300), **small})
+        out["edm"] = train_or_load(cfg, "nb04-edm", progress=progress)
+    return out
+
+
+def _nb06_run(kind: str, fast: bool):
+    """Notebook 06's CT ("nb06-ct-adaptive") or iCT ("nb06-ict") run, with the learning curve it records."""
+    from cmlearn.course.ct import train_with_curve
+    from cmlearn.data.toys2d import preset
+
+    steps = pick(15_000, 300)
+    over = {"data": "eight_gaussians", "steps": steps, "checkpoint_every": max(steps // 15, 1)}
+    if fast:
+        over.update(TOY_SMALL, ema_decay=0.95)
+        if kind == "ct":
+            over["K"] = 15_000
+    ref = preset("eight_gaussians").sample(pick(10_000, 2000), generator=torch.Generator().manual_seed(123))
+    name = "nb06-ct-adaptive" if kind == "ct" else "nb06-ict"
+    return train_with_curve(get_preset(f"toy-{kind}").override(over), name, ref=ref)[0]
+
+
+def digits_runs(methods: Sequence[str] = ("edm", "cd", "pd", "ct", "ict"), *, progress: bool | None = False) -> dict:
+    """Notebook 08's digits runs (its presets and names) and PD from the same EDM teacher ("pd", {steps: Run})."""
+    edm = train_or_load(get_preset("digits-edm"), "digits-edm", progress=progress)
+    out: dict = {"edm": edm}
+    if "cd" in methods:
+        out["cd"] = train_or_load(get_preset("digits-cd").override({"teacher": str(edm.path)}), "digits-cd",
+                                  progress=progress)
+    if "pd" in methods:
+        out["pd"] = pd_train_or_load(get_preset("digits-pd").override({"teacher": str(edm.path)}), "nb11-digits-pd",
+                                     progress=progress)
+    for kind in ("ct", "ict"):
+        if kind in methods:
+            out[kind] = train_or_load(get_preset(f"digits-{kind}"), f"digits-{kind}", progress=progress)
+    return out
+
+
+def methods_for(runs: Mapping, *, samplers: Mapping[str, str] = SAMPLERS, cm_max_nfe: int = 8,
+                exact=None) -> dict:
+    """The labelled methods of the sweep (``cmlearn.train.nfe``) for the runs of ``toy_runs``/``digits_runs``:
+    each sampler with the exact denoiser of ``exact`` (a distribution) and with the EDM run ``runs["edm"]``
+    (where given), then PD, CD, CT, iCT."""
+    methods = {}
+    if exact is not None:
+        methods.update({f"exact score, {label}": exact_method(exact, s) for label, s in samplers.items()})
+    if "edm" in runs:
+        methods.update({f"teacher, {label}": teacher_method(runs["edm"], s) for label, s in samplers.items()})
+    if "pd" in runs:
+        methods["PD"] = pd_method(runs["pd"])
+    for key, label in (("cd", "CD"), ("ct", "CT"), ("ict", "iCT")):
+        if key in runs:
+            methods[label] = cm_method(runs[key], max_nfe=cm_max_nfe)
+    return methods
+
+
+def plot_nfe(results: Mapping, metric: str, *, floor: float | None = None, ax=None, title: str = "",
+             ylabel: str | None = None):
+    """Quality against NFE on log-log axes, one line per method, the data-vs-data floor dotted."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.6, 4.4))
+    for i, (label, rows) in enumerate(results.items()):
+        if rows:
+            nfes = sorted(rows)
+            style = "s--" if label in ("PD", "CD", "CT", "iCT") else "o-"
+            ax.plot(nfes, [rows[k][metric] for k in nfes], style, ms=4, color=f"C{i}", label=label)
+    if floor is not None:
+        ax.axhline(floor, color="0.5", ls=":", label="floor: data vs data")
+    ax.set(xscale="log", yscale="log", xlabel="NFE (network calls per sample)", ylabel=ylabel or metric,
+           title=title)
+    nfes = sorted({k for rows in results.values() for k in rows})
+    ax.set_xticks(nfes, [str(k) for k in nfes])
+    ax.minorticks_off()
+    ax.legend(fontsize=7)
+    return fig
+
+
+def nfe_table(results: Mapping, metric: str, *, fmt: str = "{:.4f}") -> str:
+    """A markdown table: one row per method, one column per NFE, ``metric`` (blank where not measured), and the
+    wall time per 10k samples at the largest NFE measured."""
+    nfes = sorted({k for rows in results.values() for k in rows})
+    lines = ["| method | " + " | ".join(f"NFE {k}" for k in nfes) + " | s / 10k samples (at NFE) |",
+             "|---|" + "---|" * (len(nfes) + 1)]
+    for label, rows in results.items():
+        cells = [fmt.format(rows[k][metric]) if k in rows else "" for k in nfes]
+        last = max(rows) if rows else None
+        timing = f"{rows[last]['s_per_10k']:.2f} ({last})" if rows else ""
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {timing} |")
+    return "\n".join(lines)
