@@ -68,14 +68,19 @@ class UNet(nn.Module):
 
     Level i works at resolution R / 2**i with ``channels * channel_mult[i]`` channels and ``num_blocks`` res
     blocks (``num_blocks + 1`` on the way up); attention in the blocks whose resolution is in
-    ``attn_resolutions``, and always in the first of the two middle blocks.
+    ``attn_resolutions``, and always in the first of the two middle blocks. ``n_times`` > 1 takes c_noise of
+    shape (B, n_times) (MeanFlow's (t, t - r)): each column through the same noise mapping, the embeddings summed.
     """
 
     def __init__(self, *, img_resolution: int = 8, in_channels: int = 1, out_channels: int | None = None,
                  channels: int = 32, channel_mult: tuple[int, ...] = (1, 2, 2), num_blocks: int = 1,
                  attn_resolutions: tuple[int, ...] = (4,), dropout: float = 0.0, emb_dim: int | None = None,
-                 embedding: str = "fourier", fourier_scale: float = FOURIER_SCALE, groups: int = 8, heads: int = 1):
+                 embedding: str = "fourier", fourier_scale: float = FOURIER_SCALE, groups: int = 8, heads: int = 1,
+                 n_times: int = 1):
         super().__init__()
+        if n_times < 1:
+            raise ValueError(f"n_times must be >= 1, got n_times={n_times}")
+        self.n_times = n_times
         levels = len(channel_mult)
         if levels < 1 or channels < 1 or num_blocks < 1 or in_channels < 1:
             raise ValueError(f"need channel_mult non-empty and channels, num_blocks, in_channels >= 1, got "
@@ -129,13 +134,15 @@ class UNet(nn.Module):
         self.conv_out = _zero_init(nn.Conv2d(c, self.out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
-        """x: (B, in_channels, R, R), c_noise: (B,) -> (B, out_channels, R, R)."""
+        """x: (B, in_channels, R, R), c_noise: (B,) (or (B, n_times)) -> (B, out_channels, R, R)."""
         r = self.img_resolution
         if x.ndim != 4 or x.shape[1:] != (self.in_channels, r, r):
             raise ValueError(f"x must have shape (B, {self.in_channels}, {r}, {r}), got {tuple(x.shape)}")
-        if c_noise.shape != (x.shape[0],):
-            raise ValueError(f"c_noise must have shape ({x.shape[0]},), got {tuple(c_noise.shape)}")
-        emb = self.map_noise(c_noise.to(x.dtype))
+        want = (x.shape[0],) if self.n_times == 1 else (x.shape[0], self.n_times)
+        if c_noise.shape != want:
+            raise ValueError(f"c_noise must have shape {want}, got {tuple(c_noise.shape)}")
+        c = c_noise.to(x.dtype).reshape(x.shape[0], -1)
+        emb = sum(self.map_noise(c[:, i]) for i in range(self.n_times))
         h = self.conv_in(x)
         hs = [h]
         for layer in self.enc:
