@@ -1,4 +1,5 @@
-"""Training throughput of the CIFAR-10 presets: images/s for EDM, CD and CT steps, projected time for 800k steps.
+"""Training throughput of the CIFAR-10 presets: images/s for EDM, CD, CT and ECT steps, projected time for 800k
+steps (and for cifar10-ect's 8000 steps at batch 128).
 
     python benchmarks/cifar10_throughput.py                  # full NCSN++ on the default device (GPU: bf16)
     python benchmarks/cifar10_throughput.py --size smoke     # tiny network, runs anywhere (CPU smoke)
@@ -15,6 +16,7 @@ import time
 
 import torch
 
+from cmlearn.core.ect import ECTLoss
 from cmlearn.core.losses import CDLoss, CTLoss, EDMLoss
 from cmlearn.core.parameterization import Denoiser
 from cmlearn.runtime import default_device
@@ -30,6 +32,8 @@ def model_and_loss(kind: str, size: str, device="cpu"):
         return model, CDLoss(teacher, N=18, solver="heun", mu=0.0, distance="pseudo_huber")
     if kind == "ct":
         return model, CTLoss(K=800_000, distance="pseudo_huber")
+    if kind == "ect":  # cifar10-ect: q = 256, one stage
+        return model, ECTLoss(stage_steps=8000, q=256.0, distance="pseudo_huber")
     return model, EDMLoss()
 
 
@@ -73,11 +77,13 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     print(f"device {device}, size {a.size}, bf16 autocast {amp}, compile {a.compile}")
     print(f"{'kind':5s} {'batch':>12s} {'images/s':>10s} {'days for 800k iters at batch 512':>34s}")
-    for kind in ("edm", "cd", "ct"):
+    for kind in ("edm", "cd", "ct", "ect"):
         for micro, accum in ((128, 1), (128, 4)):
             ips = bench(kind, a.size, device, micro=micro, accum=accum, amp=amp, iters=a.iters, compile=a.compile)
             days = 800_000 * 512 / ips / 86400
             print(f"{kind:5s} {f'{micro}x{accum}={micro * accum}':>12s} {ips:10.1f} {days:34.2f}")
+            if kind == "ect" and accum == 1:
+                print(f"      cifar10-ect (8000 steps x 128 images): {8000 * 128 / ips / 60:.1f} minutes")
 
 
 if __name__ == "__main__":

@@ -166,5 +166,11 @@ def test_writer_round_trips_through_the_reader(tmp_path):
     assert torch.equal(x, imgs) and torch.equal(y, labels)
     synthetic_cifar10(tmp_path / "syn", n=20)
     assert load_cifar10(tmp_path / "syn")[0].shape == (20, 3, 32, 32)
+    synthetic_cifar10(tmp_path / "syn8", n=20, n_test=8)  # a test split of its own (notebook 09 edits it)
+    train_x, test_x = load_cifar10(tmp_path / "syn8")[0], load_cifar10(tmp_path / "syn8", train=False)[0]
+    assert test_x.shape == (8, 3, 32, 32) and torch.equal(train_x, load_cifar10(tmp_path / "syn")[0])
+    assert not any(torch.equal(t, x) for t in test_x for x in train_x)
+    with pytest.raises(ValueError, match="n_test"):
+        synthetic_cifar10(tmp_path / "neg", n=20, n_test=-1)
     with pytest.raises(ValueError, match="uint8"):
         write_cifar10_format(tmp_path / "bad", imgs.float(), labels)

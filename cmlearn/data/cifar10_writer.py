@@ -34,10 +34,22 @@ def write_cifar10_format(root: str | Path, images: torch.Tensor, labels: torch.T
     return folder
 
 
-def synthetic_cifar10(root: str | Path, *, n: int = 64, seed: int = 0) -> Path:
-    """A tiny synthetic data set (smooth random colour fields) in the CIFAR-10 layout: for smoke runs only."""
-    g = torch.Generator().manual_seed(seed)
+def _colour_fields(n: int, g: torch.Generator) -> torch.Tensor:
     low = torch.rand(n, 3, 4, 4, generator=g)
     x = torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False)
-    images = (x * 255).round().clamp(0, 255).to(torch.uint8)
-    return write_cifar10_format(root, images, torch.randint(10, (n,), generator=g))
+    return (x * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def synthetic_cifar10(root: str | Path, *, n: int = 64, seed: int = 0, n_test: int = 0) -> Path:
+    """A tiny synthetic data set (smooth random colour fields) in the CIFAR-10 layout: for smoke runs only.
+    The test split holds ``n_test`` further images (0: a copy of the first train image)."""
+    if n_test < 0:
+        raise ValueError(f"n_test must be >= 0, got {n_test}")
+    g = torch.Generator().manual_seed(seed)
+    images = _colour_fields(n, g)
+    labels = torch.randint(10, (n,), generator=g)
+    if not n_test:
+        return write_cifar10_format(root, images, labels)
+    test = _colour_fields(n_test, g)
+    return write_cifar10_format(root, images, labels, test_images=test,
+                                test_labels=torch.randint(10, (n_test,), generator=g))

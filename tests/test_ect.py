@@ -1,0 +1,120 @@
+"""Easy Consistency Tuning (cmlearn.core.ect): the r(t) schedule, lognormal t, the loss, and the presets."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cmlearn.core.ect import ECTLoss, ect_r, ect_stage, truncated_lognormal
+from cmlearn.core.losses import pseudo_huber
+from cmlearn.core.parameterization import ConsistencyFunction
+from cmlearn.nets.mlp import MLP
+
+
+def test_r_of_t_shrinks_dt_by_q_per_stage():
+    t = torch.logspace(-2, math.log10(80), 50, dtype=torch.float64)
+    r0 = ect_r(t, 0)
+    assert (r0 >= 0).all() and (r0 <= t).all()
+    assert (r0[t < 0.5] == 0).all()  # stage 0, small t: 1 - (1 + 8 sigmoid(-t)) / 2 < 0, so r = 0 (denoising)
+    assert torch.allclose(r0[-1] / t[-1], torch.tensor(0.5, dtype=torch.float64), atol=1e-6)  # large t: 1 - 1/q
+    for a in range(1, 7):  # where r > 0 at both stages, dt / t = n(t) / q^(a + 1): halves with each stage
+        ra, rb = ect_r(t, a), ect_r(t, a + 1)
+        ok = (ra > 0) & (rb > 0)
+        assert ok.sum() > 10
+        assert torch.allclose((t - rb)[ok] / (t - ra)[ok], torch.tensor(0.5, dtype=torch.float64))
+    n = 1 + 8 * torch.sigmoid(-t)
+    assert torch.allclose(ect_r(t, 0, q=256.0), t * (1 - n / 256))  # the one-hour run's q = 256
+    assert ect_stage(0, 125) == 0 and ect_stage(124, 125) == 0 and ect_stage(125, 125) == 1
+    with pytest.raises(ValueError):
+        ect_stage(3, 0)
+
+
+def test_truncated_lognormal_t():
+    g = torch.Generator().manual_seed(0)
+    t = truncated_lognormal(200_000, lo=0.002, hi=80.0, generator=g)
+    assert t.min() >= 0.002 and t.max() <= 80.0
+    lt = t.log()
+    assert abs(lt.mean() - (-1.1)) < 0.03 and 1.9 < lt.std() < 2.0  # tails cut at -2.6 and +2.7 sigma
+    wide = truncated_lognormal(200_000, lo=1e-12, hi=1e12, generator=g).log()
+    assert abs(wide.mean() + 1.1) < 0.02 and abs(wide.std() - 2.0) < 0.02
+
+
+class Recorder(nn.Module):
+    """A consistency function that records its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = ConsistencyFunction(MLP(2, width=32, depth=2, emb_dim=16))
+        self.calls = []
+
+    def forward(self, x, t):
+        self.calls.append((x.detach().clone(), torch.as_tensor(t).detach().clone()))
+        return self.inner(x, t)
+
+
+def test_loss_same_noise_weighting_and_boundary():
+    torch.manual_seed(0)
+    model, x0 = Recorder(), torch.randn(256, 2) * 0.5
+    loss_fn = ECTLoss(stage_steps=10, distance="pseudo_huber")
+    assert loss_fn.mu == 0.0 and loss_fn.target_decay(5) == 0.0 and loss_fn.num_steps(25) == 8  # q^(a+1), a = 2
+    loss = loss_fn(model, model, x0, k=0, generator=torch.Generator().manual_seed(1))
+    (x_t, t), (x_r, r) = model.calls
+    assert loss.shape == (256,) and torch.isfinite(loss).all()
+    assert (r >= 0.002).all() and (r <= t).all() and (r == 0.002).any()
+    assert torch.allclose((x_t - x0) / t[:, None], (x_r - x0) / r[:, None], atol=1e-4)  # the same z at t and r
+    t2, r2 = loss_fn.times(256, 0, torch.Generator().manual_seed(1))
+    assert torch.allclose(t, t2.float()) and torch.allclose(r, r2.float())
+    with torch.no_grad():
+        want = pseudo_huber(model.inner(x_t, t), model.inner(x_r, r)) / (t - r).clamp(min=1e-12)
+    assert torch.allclose(loss.detach(), want, rtol=1e-4, atol=1e-6)
+    at_eps = r == 0.002  # r clamped at eps: the target is x_eps = x + eps z itself (f(x, eps) = x)
+    assert torch.allclose(model.inner(x_r[at_eps], r[at_eps]), x_r[at_eps])
+
+
+def test_only_the_online_pass_carries_gradient():
+    torch.manual_seed(0)
+    f = ConsistencyFunction(MLP(2, width=32, depth=2, emb_dim=16))
+    loss = ECTLoss(stage_steps=1)(f, f, torch.randn(64, 2), k=3, generator=torch.Generator().manual_seed(0)).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in f.parameters())
+    with pytest.raises(ValueError):
+        ECTLoss(stage_steps=5, q=1.0)
+
+
+def test_ect_presets_and_config_keys():
+    from cmlearn.train.loop import make_loss
+    from cmlearn.train.presets import get_preset
+
+    toy, digits, cifar = get_preset("toy-ect"), get_preset("digits-ect"), get_preset("cifar10-ect")
+    assert toy.kind == digits.kind == cifar.kind == "ect"
+    assert toy.init_from == "runs/toy-edm" and digits.init_from == "runs/digits-edm"
+    assert cifar.init_from == "runs/cifar10-edm-official" and cifar.ect_q == 256 and cifar.lr == 1e-4
+    assert cifar.batch_size == 128 and cifar.net_kwargs["dropout"] == 0.2 and cifar.distance == "pseudo_huber"
+    assert isinstance(make_loss(digits), ECTLoss) and make_loss(digits).stage_steps == digits.ect_stage_steps
+    assert make_loss(toy.override({"ect_stage_steps": "0", "steps": "80"})).stage_steps == 10  # default: 8 stages
+    with pytest.raises(ValueError, match="ect_q"):
+        get_preset("toy-cd").override({"ect_q": "4"})
+    smoke = get_preset("cifar10-ect", size="smoke")
+    assert smoke.steps == 4 and smoke.init_from == "runs/cifar10-edm-smoke"
+
+
+def test_toy_ect_trains_from_a_teacher_run_through_the_cli(tmp_path):
+    from cmlearn.cli import main
+    from cmlearn.train.loop import train
+    from cmlearn.train.presets import get_preset
+    from cmlearn.train.runs import load_run
+
+    teacher = train(get_preset("toy-edm").override({"steps": "20", "batch_size": "64"}), tmp_path / "edm",
+                    progress=False)
+    out = tmp_path / "ect"
+    assert main(["train", "toy-ect", "--teacher", str(teacher), "--out", str(out), "--steps", "20", "batch_size=64",
+                 "ect_stage_steps=5", "checkpoint_every=20", "log_every=10", "lr=1e-8"]) == 0
+    run = load_run(out, weights="model")
+    assert run.cfg.kind == "ect" and run.step == 20 and run.cfg.init_from == str(teacher.resolve())
+    start = load_run(teacher).model.net.state_dict()  # --teacher is ECT's init_from: the teacher's EMA weights
+    assert all(torch.allclose(v, start[k], atol=1e-4) for k, v in run.model.net.state_dict().items())
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert '"N": 4' in lines[0] and '"N": 16' in lines[1]  # q^(a+1): stage a = 1 at step 9, a = 3 at step 19
+    with pytest.raises(ValueError, match="ect_q"):
+        get_preset("toy-ect").override({"ect_q": "1"})
