@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cmlearn.cli import main
-from cmlearn.core.sampling import default_taus
+from cmlearn.core.sampling import multistep_taus
 from cmlearn.data.toys2d import preset
 from cmlearn.train.config import TrainConfig
 
@@ -65,10 +65,10 @@ def test_sample_npy_png_and_time_points(cd_run, tmp_path, capsys):
     assert main(["sample", str(cd_run), "--n", "64", "--steps", "2", "--seed", "3", "--out", str(npy)]) == 0
     x = np.load(npy)
     assert x.shape == (64, 2) and np.isfinite(x).all()
-    ts = ",".join(repr(t) for t in default_taus(2))  # what --steps 2 uses: [80, 2.52]
+    ts = ",".join(repr(t) for t in multistep_taus(2))  # what --steps 2 uses: [80, 0.585]
     assert main(["sample", str(cd_run), "--n", "64", "--ts", ts, "--seed", "3", "--out", str(npy)]) == 0
     assert np.allclose(np.load(npy), x, atol=1e-6)
-    other = ["sample", str(cd_run), "--n", "64", "--ts", "80,0.585", "--seed", "3", "--out", str(npy)]
+    other = ["sample", str(cd_run), "--n", "64", "--ts", "80,2.515", "--seed", "3", "--out", str(npy)]
     assert main(other) == 0
     assert not np.allclose(np.load(npy), x, atol=1e-3)  # other time points, other samples
     assert main(["sample", str(cd_run), "--n", "64", "--out", str(png)]) == 0

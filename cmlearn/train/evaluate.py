@@ -10,18 +10,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cmlearn.core.sampling import default_taus, heun_sample, paper_two_step_taus, prior_noise, sample
+from cmlearn.core.meanflow import MeanFlowModel
+from cmlearn.core.sampling import (
+    heun_sample,
+    meanflow_sample,
+    multistep_taus,
+    paper_two_step_taus,
+    prior_noise,
+    sample,
+)
 from cmlearn.metrics import mixture_nll, sliced_wasserstein
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.runs import Run, build_source, load_run, reference_distribution
 
 
 def run_taus(cfg: TrainConfig, steps: int) -> list[float]:
-    """Algorithm 1's default time points for a run: the paper's [T, 0.585] for 2 steps on images, else evenly
-    spaced in t^(1/rho) from T (``default_taus``)."""
+    """Algorithm 1's default time points for a run: the paper's [T, 0.585] for 2 steps on images, else
+    ``multistep_taus`` ([T, 0.585, ...]: 2 and 3 steps beat 1 on the shipped toy-cd run, tests/test_multistep_taus.py;
+    the evenly spaced ``default_taus`` made 2 iCT steps worse than 1 on new data, benchmarks/toy_quality.py)."""
     if steps == 2 and cfg.data in ("digits", "cifar10"):
         return paper_two_step_taus(eps=cfg.eps, T=cfg.T, rho=cfg.rho)
-    return default_taus(steps, eps=cfg.eps, T=cfg.T, rho=cfg.rho)
+    return multistep_taus(steps, eps=cfg.eps, T=cfg.T, rho=cfg.rho)
 
 
 @torch.no_grad()
@@ -36,6 +45,8 @@ def generate(run: Run, n: int, *, steps: int = 1, taus: list[float] | None = Non
         from cmlearn.train.pd import generate_pd
 
         return generate_pd(run, n, generator=gen)
+    if cfg.kind == "meanflow":
+        return _meanflow(run.model, n, run.shape, steps=steps, taus=taus, generator=gen)
     if cfg.kind == "edm":
         return heun_sample(run.model, prior_noise(n, run.shape, sigma=cfg.T, generator=gen), N=18, eps=cfg.eps,
                            T=cfg.T, rho=cfg.rho)
@@ -45,12 +56,22 @@ def generate(run: Run, n: int, *, steps: int = 1, taus: list[float] | None = Non
 
 def sample_distance(model: nn.Module, ref: torch.Tensor, *, steps: int = 1, taus: list[float] | None = None,
                     seed: int = 0, n_projections: int = 200) -> float:
-    """Sliced W2 between len(ref) Algorithm-1 samples of a consistency model (``taus``, default ``steps``
-    evenly spaced from model.T) and the reference points ``ref`` (N, d)."""
-    taus = default_taus(steps, eps=model.eps, T=model.T) if taus is None else taus
+    """Sliced W2 between len(ref) Algorithm-1 samples of a consistency model (``taus``, default
+    ``multistep_taus(steps)``) and the reference points ``ref`` (N, d)."""
     gen = torch.Generator().manual_seed(seed)
+    if isinstance(model, MeanFlowModel):
+        x = _meanflow(model, len(ref), ref.shape[1:], steps=steps, taus=taus, generator=gen)
+        return sliced_wasserstein(x.double().cpu(), ref.double(), n_projections=n_projections)
+    taus = multistep_taus(steps, eps=model.eps, T=model.T) if taus is None else taus
     x = sample(model, prior_noise(len(ref), ref.shape[1:], sigma=taus[0], generator=gen), taus, generator=gen)
     return sliced_wasserstein(x.double().cpu(), ref.double(), n_projections=n_projections)
+
+
+def _meanflow(model: nn.Module, n: int, shape, *, steps: int, taus, generator: torch.Generator) -> torch.Tensor:
+    """MeanFlow samples: z ~ N(0, I), ``steps`` jumps on an even grid of [0, 1] (it has no Algorithm-1 taus)."""
+    if taus is not None:
+        raise ValueError("a MeanFlow run is sampled on an even grid of [0, 1]: give steps, not taus")
+    return meanflow_sample(model, prior_noise(n, shape, sigma=1.0, generator=generator), steps=steps)
 
 
 def fresh_points(cfg: TrainConfig, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,230 @@
+"""Toy quality at the exact teacher's level (issue 19): CD, CT and iCT against the exact-score Heun N = 18
+sampler on 2D mixtures the presets never use, at 1 and 2 steps, in one run; prints a markdown table.
+
+    python benchmarks/toy_quality.py                       # 3 mixtures x 2 seeds, the presets as they are
+    python benchmarks/toy_quality.py --seeds 0 --jobs 2    # one seed, two processes
+    CMLEARN_FAST=1 python benchmarks/toy_quality.py --fast # smoke size (numbers not meaningful)
+
+Protocol (the issue's): 20k training points per mixture, saved as a --data file, so every method trains on the
+same finite set; each method runs its preset unchanged except for ``data`` (and CD's teacher: a ``toy-edm`` run
+trained on the same points, the "learned teacher"). Quality: energy distance of ``n_eval`` samples to fresh data
+(mean of ``draws`` draws), divided by that of the exact-score Heun N = 18 sampler (Karras et al. 2022's 2nd-order
+sampler on the mixture's exact denoiser; the bar the paper's CD is measured against). The data-vs-data floor is
+the same ratio for fresh data. "2 steps" uses the default schedule (``cmlearn.train.evaluate.run_taus``); "2
+steps, even" the old t^(1/rho)-even one, [T, 2.515], for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmlearn.core.distributions import GaussianMixture
+from cmlearn.core.parameterization import SIGMA_DATA
+from cmlearn.core.sampling import heun_sample, prior_noise, sample
+from cmlearn.core.schedules import karras_sigmas
+from cmlearn.metrics import energy_distance
+from cmlearn.runtime import pick
+from cmlearn.train.cache import config_key
+from cmlearn.train.config import TrainConfig
+from cmlearn.train.evaluate import run_taus
+from cmlearn.train.loop import train
+from cmlearn.train.presets import get_preset
+from cmlearn.train.runs import load_run
+
+# ---------------------------------------------------------------- mixtures the presets never use
+
+
+def lopsided_triple() -> GaussianMixture:
+    """3 modes of very different weight (0.6 / 0.3 / 0.1) and spread (std 0.30 / 0.10 / 0.04)."""
+    means = torch.tensor([[0.0, 0.0], [1.6, 0.9], [-1.1, 1.7]])
+    return GaussianMixture(means, torch.tensor([0.30, 0.10, 0.04]) ** 2,
+                           torch.tensor([0.6, 0.3, 0.1])).rescaled(SIGMA_DATA)
+
+
+def grid25() -> GaussianMixture:
+    """25 sharp equal-weight modes on a 5x5 grid (std 0.05 at spacing 1)."""
+    means = torch.tensor([[float(i), float(j)] for i in range(5) for j in range(5)])
+    return GaussianMixture(means, torch.full((25,), 0.05**2)).rescaled(SIGMA_DATA)
+
+
+def skewed_ring() -> GaussianMixture:
+    """7 elongated (full covariance, tangent 4x the radial std) modes on an ellipse, weights falling 2x per mode."""
+    angles = [2 * math.pi * k / 7 for k in range(7)]
+    means = torch.tensor([[1.5 * math.cos(a), 0.8 * math.sin(a)] for a in angles])
+    covs = []
+    for a in angles:
+        u = torch.tensor([-math.sin(a), math.cos(a)])  # tangent
+        v = torch.tensor([math.cos(a), math.sin(a)])
+        covs.append(0.16**2 * torch.outer(u, u) + 0.04**2 * torch.outer(v, v))
+    w = torch.tensor([0.5**k for k in range(7)])
+    return GaussianMixture(means, torch.stack(covs), w / w.sum()).rescaled(SIGMA_DATA)
+
+
+MIXTURES = {"lopsided_triple": lopsided_triple, "grid25": grid25, "skewed_ring": skewed_ring}
+METHODS = ("cd", "ct", "ict")
+
+# ---------------------------------------------------------------- runs
+
+
+def points_file(out: Path, name: str, n: int) -> Path:
+    """``n`` training points of mixture ``name`` (fixed seed: every method and seed trains on the same set)."""
+    path = out / f"{name}-{n}.npy"
+    if not path.exists():
+        x = MIXTURES[name]().sample(n, generator=torch.Generator().manual_seed(1234))
+        np.save(path, x.float().numpy())
+    return path
+
+
+def config(method: str, data: str, seed: int, *, teacher: str = "", overrides: dict | None = None) -> TrainConfig:
+    """The preset ``toy-METHOD`` on ``data`` with ``seed``; CD distils ``teacher`` (a toy-edm run)."""
+    cfg = get_preset(f"toy-{method}").override({"data": data, "seed": seed, **(overrides or {})})
+    return cfg.override({"teacher": teacher}) if method == "cd" else cfg
+
+
+def trained(cfg: TrainConfig, out: Path, name: str) -> Path:
+    """Train ``cfg`` into OUT/NAME-HASH unless a finished run is there; returns the run directory."""
+    path = out / f"{name}-{config_key(cfg)}"
+    if not ((path / "checkpoints" / "latest.pt").exists() and load_run(path).step >= cfg.steps):
+        train(cfg, path, resume=True, progress=False)
+    return path
+
+
+# ---------------------------------------------------------------- scores
+
+
+def mean_ed(make, ref_draws: list[torch.Tensor]) -> float:
+    """Mean energy distance of ``make(i)`` to the i-th fresh-data draw."""
+    return float(np.mean([energy_distance(make(i).double(), ref) for i, ref in enumerate(ref_draws)]))
+
+
+def references(name: str, *, n: int, draws: int) -> dict:
+    """Fresh data draws, the exact Heun N = 18 energy distance and the data-vs-data floor of mixture ``name``."""
+    dist = MIXTURES[name]()
+    gen = torch.Generator().manual_seed(99)
+    refs = [dist.sample(n, generator=gen) for _ in range(draws)]
+    heun = mean_ed(lambda i: heun_sample(dist.denoiser, prior_noise(n, (2,), generator=gen, dtype=torch.float64),
+                                         N=18), refs)
+    floor = mean_ed(lambda i: dist.sample(n, generator=gen), refs)
+    return {"refs": refs, "heun": heun, "floor": floor}
+
+
+def score_run(path: Path, ref: dict, *, n: int) -> dict:
+    """Energy distance ratios to exact Heun-18 of a run: 1 step, 2 steps (default and even), or the EDM's Heun."""
+    run = load_run(path)
+    gen = torch.Generator().manual_seed(7)
+    if run.cfg.kind == "edm":
+        ed = mean_ed(lambda i: heun_sample(run.model, prior_noise(n, (2,), generator=gen), N=18), ref["refs"])
+        return {"heun18": ed / ref["heun"]}
+    plans = {"1": [run.cfg.T], "2": run_taus(run.cfg, 2),
+             "2even": karras_sigmas(3, eps=run.cfg.eps, T=run.cfg.T).flip(0)[:-1].tolist()}
+    res = {}
+    for key, taus in plans.items():
+        def make(i, taus=taus):
+            return sample(run.model, prior_noise(n, (2,), sigma=taus[0], generator=gen), taus, generator=gen)
+        res[key] = mean_ed(make, ref["refs"]) / ref["heun"]
+    return res
+
+
+def job(args: tuple) -> dict:
+    """One (mixture, seed, method): train (CD: its toy-edm teacher first) and score; runs in a worker."""
+    name, seed, method, out, n_train, n_eval, draws, overrides = args
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    data = f"file:{points_file(out, name, n_train)}"
+    ref = references(name, n=n_eval, draws=draws)
+    row = {"mixture": name, "seed": seed, "method": method, "floor": ref["floor"] / ref["heun"]}
+    teacher = ""
+    if method == "cd":
+        teacher_path = trained(config("edm", data, seed, overrides=overrides.get("edm")), out, f"{name}-edm-s{seed}")
+        row["teacher"] = score_run(teacher_path, ref, n=n_eval)["heun18"]
+        teacher = str(teacher_path)
+    cfg = config(method, data, seed, teacher=teacher, overrides=overrides.get(method))
+    row.update(score_run(trained(cfg, out, f"{name}-{method}-s{seed}"), ref, n=n_eval))
+    row["minutes"] = (time.perf_counter() - t0) / 60
+    return row
+
+
+# ---------------------------------------------------------------- the table
+
+GOALS = {("ict", "1"): 1.5, ("ict", "2"): 1.2, ("ct", "1"): 2.5, ("cd", "1"): 1.2}
+"""The issue's goals: ratio to exact Heun-18 at or below these."""
+
+
+def fmt(rows: list[dict], key: str) -> str:
+    """'a / b' over seeds of ``key``, to 2 decimals."""
+    return " / ".join(f"{r[key]:.2f}" for r in rows if key in r) or "-"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one line per mixture and method, seeds side by side, the goal met or missed."""
+    lines = ["| mixture | method | 1 step | 2 steps (default) | 2 steps (even, old) | learned teacher Heun-18 | "
+             "floor | goal met |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for name in dict.fromkeys(r["mixture"] for r in rows):
+        for method in METHODS:
+            sel = [r for r in rows if r["mixture"] == name and r["method"] == method]
+            if not sel:
+                continue
+            goals = [(k, g) for (m, k), g in GOALS.items() if m == method]
+            met = all(max(r[k] for r in sel) <= g for k, g in goals)
+            no_worse = all(r["2"] <= r["1"] for r in sel)
+            lines.append(f"| {name} | {method} | {fmt(sel, '1')} | {fmt(sel, '2')} | {fmt(sel, '2even')} | "
+                         f"{fmt(sel, 'teacher')} | {sel[0]['floor']:.2f} | {'yes' if met else 'no'}"
+                         f"{'' if no_worse else ' (2 steps worse than 1)'} |")
+    return "\n".join(lines)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``METHOD:key=value`` strings -> {method: {key: value}} (method: edm, cd, ct or ict)."""
+    out: dict = {}
+    for item in items:
+        method, _, pair = item.partition(":")
+        if method not in ("edm", *METHODS) or "=" not in pair:
+            raise ValueError(f"--set wants METHOD:key=value with METHOD in edm/cd/ct/ict, got {item!r}")
+        key, value = pair.split("=", 1)
+        out.setdefault(method, {})[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/toy_quality", help="where runs and point files go (reused)")
+    p.add_argument("--mixtures", nargs="+", default=list(MIXTURES), choices=list(MIXTURES))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (one thread each)")
+    p.add_argument("--set", nargs="*", default=[], metavar="METHOD:key=value", help="override a preset key")
+    p.add_argument("--fast", action="store_true", help="smoke size: 300 training points, 200 steps, 300 samples")
+    a = p.parse_args(argv)
+    overrides = parse_overrides(a.set)
+    n_train, n_eval, draws = (300, 300, 1) if a.fast else (20_000, pick(4000, 1000), pick(3, 1))
+    if a.fast:
+        for m in ("edm", *METHODS):
+            overrides.setdefault(m, {}).update(steps="200", checkpoint_every="200", log_every="50")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [(name, seed, m, out, n_train, n_eval, draws, overrides) for name in a.mixtures for seed in a.seeds
+             for m in sorted(a.methods, key=lambda m: -"ct ict cd".split().index(m) if m != "cd" else -9)]
+    t0 = time.perf_counter()
+    if a.jobs > 1:
+        with ProcessPoolExecutor(a.jobs) as pool:
+            rows = list(pool.map(job, tasks))
+    else:
+        rows = [job(t) for t in tasks]
+    print(f"energy distance / exact-score Heun N=18 ({n_eval} samples vs fresh data, mean of {draws} draws; "
+          f"{n_train} training points; seeds {' / '.join(map(str, a.seeds))}); overrides: {a.set or 'none'}\n")
+    print(table(rows))
+    print(f"\ngoals: {', '.join(f'{m} {k} step <= {g}x' for (m, k), g in GOALS.items())}; "
+          f"wall {(time.perf_counter() - t0) / 60:.1f} min, {sum(r['minutes'] for r in rows):.1f} job-minutes")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
