@@ -5,6 +5,7 @@ training loop's steps/s beside a bare PyTorch loop and beside the machine's FLOP
     python benchmarks/course_time.py --fast               # fast mode (CMLEARN_FAST=1, what make test runs)
     python benchmarks/course_time.py --notebooks 00,01    # a subset
     python benchmarks/course_time.py --no-notebooks       # only the loop speed
+    python benchmarks/course_time.py --write-docs         # notebook headers + README table from the JSON
 
 Times are measured with ``--threads`` threads (default 2, a laptop's cores) and written to
 ``--json`` (default benchmarks/course_time.json, merged per mode), the one source of the README's course table.
@@ -20,6 +21,7 @@ import platform
 import resource
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -39,14 +41,14 @@ def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int) -> dict:
                "MKL_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before, load0 = resource.getrusage(resource.RUSAGE_CHILDREN), os.getloadavg()[0]
         t0 = time.perf_counter()
         try:
             meta = {"metadata": {"path": str(path.parent)}}
             NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=meta).execute()
             ok = True
         except Exception as err:  # report the failure in the table, keep measuring the rest
-            ok, error = False, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            ok, error = False, f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         for k, v in old.items():
@@ -56,10 +58,76 @@ def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int) -> dict:
                 os.environ[k] = v
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     res = {"notebook": path.stem, "mode": "fast" if fast else "full", "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-           "ok": ok}
+           "ok": ok, "threads": threads, "load": round((load0 + os.getloadavg()[0]) / 2, 2),
+           "date": time.strftime("%Y-%m-%d", time.gmtime())}
     if not ok:
         res["error"] = error
     return res
+
+
+# ---------------------------------------------------------------- the docs, written from the measured numbers
+
+MARK = "**Measured time**"
+"""The paragraph of each notebook's header cell that ``--write-docs`` owns (and tests/test_course_time.py checks)."""
+
+
+def fmt_seconds(s: float) -> str:
+    """17 s, 7.1 min."""
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+def measured(entry: dict | None) -> str:
+    """'18 s / 14 s' (wall / CPU) for a measured entry, 'not measured' otherwise; a failed run says so."""
+    if not entry:
+        return "not measured"
+    text = f"{fmt_seconds(entry['wall_s'])} / {fmt_seconds(entry['cpu_s'])}"
+    return text if entry.get("ok", True) else text + " (failed)"
+
+
+def header_line(stem: str, data: dict) -> str:
+    """The notebook header's time paragraph: both modes' wall / CPU times, threads, load and date, from ``data``."""
+    parts = []
+    for mode in ("full", "fast"):
+        e = data.get(mode, {}).get(stem)
+        threads = f"{e['threads']} thread" + ("s" if e["threads"] != 1 else "") if e and "load" in e else ""
+        parts.append(f"{mode} mode {measured(e)}" + (f" ({threads}, load {e['load']:g}, {e['date']})"
+                                                     if threads else ""))
+    text = (f"{MARK} (wall / CPU, cold run cache, `python benchmarks/course_time.py`): " + "; ".join(parts)
+            + ". The load is the machine's load average while it ran (this run included): above the thread count, "
+            "other work shared the cores and both times are upper bounds.")
+    return textwrap.fill(text, width=116, break_long_words=False, break_on_hyphens=False)
+
+
+def readme_cells(stem: str, data: dict) -> tuple[str, str]:
+    """The README course table's full and fast cells of notebook ``stem``."""
+    return measured(data.get("full", {}).get(stem)), measured(data.get("fast", {}).get(stem))
+
+
+def write_docs(data: dict, *, root: Path = ROOT) -> list[str]:
+    """Rewrite every notebook header's time paragraph and the README course table's time cells from ``data``;
+    returns the notebooks whose README row is missing (add one by hand: the row names what the notebook teaches)."""
+    import re
+
+    stems = [p.stem for p in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    for stem in stems:
+        path = root / "notebooks" / f"{stem}.ipynb"
+        nb = json.loads(path.read_text())
+        head = "".join(nb["cells"][0]["source"]).rstrip("\n")
+        paras = [q for q in head.split("\n\n") if not q.startswith(MARK)] + [header_line(stem, data)]
+        lines = "\n\n".join(paras).split("\n")
+        nb["cells"][0]["source"] = [line + "\n" for line in lines[:-1]] + [lines[-1]]
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    readme = root / "README.md"
+    text, missing = readme.read_text(), []
+    for stem in stems:
+        row = re.compile(rf"^(\| `{stem}` \|[^\n]*?\|)[^|\n]*\|[^|\n]*\|$", re.M)
+        if not row.search(text):
+            missing.append(stem)
+            continue
+        full, fast = readme_cells(stem, data)
+        text = row.sub(lambda m, cells=f"{full} | {fast}": f"{m.group(1)} {cells} |", text)
+    readme.write_text(text)
+    return missing
 
 
 def matmul_gflops(*, threads: int, n: int = 1024, repeats: int = 20) -> float:
@@ -119,7 +187,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--loop-steps", type=int, default=800)
     p.add_argument("--loop-rounds", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "course_time.json"))
+    p.add_argument("--write-docs", action="store_true",
+                   help="measure nothing: rewrite the notebook headers' and README's times from --json")
     a = p.parse_args(argv)
+    if a.write_docs:
+        data = json.loads(Path(a.json).read_text())
+        missing = write_docs(data)
+        print("notebook headers and README course table rewritten from " + a.json
+              + (f"; README rows missing for {missing}" if missing else ""))
+        return data
     rows = []
     if not a.no_notebooks:
         wanted = set(a.notebooks.split(",")) if a.notebooks else None
@@ -130,6 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"{r['notebook']}: {r['mode']} {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU"
                       + ("" if r["ok"] else f"  FAILED {r['error']}"), flush=True)
     speed = loop_speed(threads=a.threads, steps=a.loop_steps, rounds=a.loop_rounds) if a.loop_steps else None
+    if speed:
+        speed["load"] = round(os.getloadavg()[0], 2)  # the 1-minute load average as it ended
     print(f"\n| notebook | mode | wall | CPU ({a.threads} threads) |\n|---|---|---:|---:|")
     for r in rows:
         print(f"| {r['notebook']} | {r['mode']} | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min |"
@@ -144,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     data = json.loads(store.read_text()) if store.exists() else {}
     data.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     for r in rows:
-        data.setdefault(r["mode"], {})[r["notebook"]] = {k: r[k] for k in ("wall_s", "cpu_s", "ok")}
+        data.setdefault(r["mode"], {})[r["notebook"]] = {k: r[k] for k in ("wall_s", "cpu_s", "ok", "threads", "load",
+                                                                            "date")}
     if speed:
         data["toy_loop"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in speed.items()}
     if rows or speed:

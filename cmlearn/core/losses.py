@@ -121,16 +121,22 @@ class ConsistencyLoss:
         """(x_{t_{n+1}}, x_{t_n}), both shaped like x0 (B, ...): the online point and the target's point."""
         raise NotImplementedError
 
-    def __call__(self, model: nn.Module, target: nn.Module, x0: torch.Tensor, *, k: int = 0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """lambda(t_n) d(f_theta(x_{t_{n+1}}, t_{n+1}), f_theta-(x_{t_n}, t_n)) per sample (B,) (Alg. 2 and 3)."""
+    def draw(self, x0: torch.Tensor, *, k: int = 0, generator: torch.Generator | None = None) -> tuple:
+        """The random part of one loss evaluation, in the loss's order of draws: (x_{t_{n+1}}, t_{n+1}, x_{t_n},
+        t_n, lambda(t_n)), points shaped like x0 (B, ...), times and weights (B,) (Alg. 2 and 3, lines 3-5)."""
         ts = self.grid(k)
         i = self.sample_index(ts, x0.shape[0], generator)
         t_cur = ts[i].to(device=x0.device, dtype=x0.dtype)
         t_next = ts[i + 1].to(device=x0.device, dtype=x0.dtype)
         x_next, x_cur = self.pair(x0, t_next, t_cur, generator)
-        out, tgt = _paired(model, target, x_next, t_next, x_cur, t_cur)
         lam = 1.0 / (t_next - t_cur) if self.weighting == "ict" else torch.ones_like(t_cur)
+        return x_next, t_next, x_cur, t_cur, lam
+
+    def __call__(self, model: nn.Module, target: nn.Module, x0: torch.Tensor, *, k: int = 0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """lambda(t_n) d(f_theta(x_{t_{n+1}}, t_{n+1}), f_theta-(x_{t_n}, t_n)) per sample (B,) (Alg. 2 and 3)."""
+        x_next, t_next, x_cur, t_cur, lam = self.draw(x0, k=k, generator=generator)
+        out, tgt = _paired(model, target, x_next, t_next, x_cur, t_cur)
         return lam * self.d(out, tgt)
 
 
