@@ -1,4 +1,5 @@
-"""The ``cmlearn`` command: demo, train, sample, evaluate (also ``python -m cmlearn``, and under torchrun)."""
+"""The ``cmlearn`` command: demo, train, sample, evaluate, import-checkpoint (also ``python -m cmlearn``, and under
+torchrun)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lr=1e-3 mu=0.9")
     t.add_argument("--data", help="an (n, d) float array saved with numpy.save (toy presets)")
     t.add_argument("--data-root", help="CIFAR-10 root directory (holds cifar-10-batches-py/)")
-    t.add_argument("--teacher", help="CD and PD teacher: exact | empirical | an EDM RUN_DIR")
+    t.add_argument("--teacher", help="CD and PD teacher: exact | empirical | an EDM RUN_DIR (ECT: its init_from)")
     t.add_argument("--out", help="run directory (default runs/PRESET)")
     t.add_argument("--steps", type=int, help="number of training steps")
     t.add_argument("--size", default="full", help="preset size (e.g. smoke for the CIFAR-10 presets)")
@@ -43,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=None, help="number of samples")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--inception-weights", help="CIFAR-10 FID: a local Inception weights file instead of the download")
+
+    i = sub.add_parser("import-checkpoint", help="turn a released CIFAR-10 checkpoint (Flax msgpack) into RUN_DIR")
+    i.add_argument("file", help="e.g. cd-lpips/checkpoints/checkpoint_80 of openai/consistency_models_cifar10")
+    i.add_argument("--out", required=True, help="the run directory to write")
+    i.add_argument("--preset", choices=["cifar10-edm", "cifar10-cd", "cifar10-ct"], help="default: detected")
+    i.add_argument("--distance", choices=["l1", "l2", "lpips"], help="CD/CT metric (default: from the path)")
     return p
 
 
@@ -60,12 +67,14 @@ def cmd_train(a) -> int:
         over["data"] = "file:" + str(Path(a.data).resolve())
     if a.data_root:
         over["data_root"] = a.data_root
-    if a.teacher:
+    if a.teacher and cfg.kind == "ect":  # ECT has no teacher at training time: it starts from the teacher's weights
+        over["init_from"] = str(Path(a.teacher).resolve())
+    elif a.teacher:
         over["teacher"] = a.teacher if a.teacher in ("exact", "empirical") else str(Path(a.teacher).resolve())
     if a.steps is not None:
         over["steps"] = str(a.steps)
     cfg = cfg.override(over)
-    if cfg.kind in ("cd", "pd") and cfg.data.startswith("file:") and cfg.teacher == "exact":
+    if cfg.kind in ("cd", "pd", "scd") and cfg.data.startswith("file:") and cfg.teacher == "exact":
         raise ValueError("--data FILE has no exact score: pass --teacher empirical or --teacher RUN_DIR "
                          "(a toy-edm run trained on the same file)")
     out = Path(a.out or f"runs/{cfg.preset or a.preset}")
@@ -129,6 +138,13 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def cmd_import(a) -> int:
+    from cmlearn.train.imports import describe, import_checkpoint
+
+    print(describe(import_checkpoint(a.file, a.out, preset=a.preset, distance=a.distance)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -143,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_demo(args.out, train_full=args.train)
             return 0
-        return {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}[args.cmd](args)
+        commands = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "import-checkpoint": cmd_import}
+        return commands[args.cmd](args)
     except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as err:
         print(f"cmlearn {args.cmd}: error: {err}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from cmlearn.core.pd import PDLoss, ddim_step, pd_target
 from cmlearn.core.solvers import nfe_sigmas
 from cmlearn.data.toys2d import preset
 from cmlearn.train.cache import FORMAT, config_key
-from cmlearn.train.config import TrainConfig
+from cmlearn.train.config import ADDED_KEYS, TrainConfig
 from cmlearn.train.pd import pd_rounds, round_config, round_dirs
 from cmlearn.train.presets import get_preset
 
@@ -73,7 +73,8 @@ def test_pd_keys_are_refused_on_other_kinds_and_leave_old_hashes_alone():
     with pytest.raises(ValueError, match="pd_nfe"):
         get_preset("toy-cd").override({"pd_nfe": 4})
     cfg = get_preset("toy-cd")
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("pd_nfe", "pd_start")}  # a config before PD existed
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ADDED_KEYS}  # a config before PD (and later keys)
+    assert {"pd_nfe", "pd_start"} <= set(ADDED_KEYS)
     blob = json.dumps({"format": FORMAT, **old}, sort_keys=True)
     assert config_key(cfg) == hashlib.sha1(blob.encode()).hexdigest()[:10]
     assert TrainConfig(**old) == cfg

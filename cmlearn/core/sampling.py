@@ -37,6 +37,32 @@ def default_taus(steps: int, *, eps: float = EPS, T: float = T_MAX, rho: float =
     return karras_sigmas(steps + 1, eps=eps, T=T, rho=rho).flip(0)[:-1].tolist()
 
 
+MULTISTEP_INDEX = 6
+"""The default second time point is t_{MULTISTEP_INDEX + 1} of the ascending N = 18 Karras grid (see
+``multistep_taus``)."""
+
+
+def multistep_taus(steps: int, *, eps: float = EPS, T: float = T_MAX, rho: float = RHO,
+                   t2: float | None = None) -> list[float]:
+    """Algorithm 1's default time points for ``steps`` calls: [T, t2, ...], the calls after the first spaced
+    evenly in t^(1/rho) from ``t2`` down towards eps (eps itself left out): [T, t2] for 2 steps, [T, t2, 0.06]
+    for 3 at the defaults.
+
+    ``t2`` defaults to t_7 = 0.585 of the N = 18 Karras grid, the paper's 2-step value from its greedy + ternary
+    search on CIFAR-10 (Sec. 6, App. C), near sigma_data = 0.5: re-noising there keeps the first call's coarse
+    layout and lets later calls fix the finer scales. The evenly spaced ``default_taus`` put the second call at
+    2.515 for 2 steps, where re-noising erases most of what the first call got right.
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    t2 = float(karras_sigmas(18, eps=eps, T=T, rho=rho)[MULTISTEP_INDEX]) if t2 is None else float(t2)
+    if not eps < t2 < T:
+        raise ValueError(f"t2 must lie in (eps, T) = ({eps}, {T}), got t2={t2}")
+    if steps == 1:
+        return [T]
+    return [T, *karras_sigmas(steps, eps=eps, T=t2, rho=rho).flip(0)[:-1].tolist()]
+
+
 def prior_noise(n: int, shape: Sequence[int], *, sigma: float = T_MAX, generator: torch.Generator | None = None,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """x_T = sigma z, z ~ N(0, I), shape (n, *shape), drawn on the CPU (same numbers on every device)."""
@@ -82,3 +108,17 @@ def paper_two_step_taus(*, eps: float = EPS, T: float = T_MAX, rho: float = RHO)
     """[T, t_7] of the ascending N = 18 Karras grid (0.585 at the defaults): the paper's 2-step CD schedule, found
     by greedy + ternary search on CIFAR-10 FID (Sec. 6, App. C)."""
     return [T, float(karras_sigmas(18, eps=eps, T=T, rho=rho)[6])]
+
+
+@torch.no_grad()
+def meanflow_sample(model: nn.Module, z: torch.Tensor, *, steps: int = 1) -> torch.Tensor:
+    """MeanFlow sampling (Geng et al. 2025, Eq. 9 and Sec. 4.2): z ~ N(0, I) at t = 1, then ``steps`` jumps
+    z_r = z_t - (t - r) u(z_t, r, t) on an even grid of [0, 1]; one step is x = z - u(z, 0, 1). (B, ...) in, out."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    p = next(model.parameters())
+    x = z.to(p)
+    ts = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    for t, r in zip(ts[:-1], ts[1:]):
+        x = x - (t - r) * model(x, r, t)
+    return x

@@ -10,18 +10,24 @@ from typing import Any
 from cmlearn.core.parameterization import SIGMA_DATA
 from cmlearn.core.schedules import EPS, RHO, T_MAX
 
-KINDS = ("edm", "cd", "ct", "ict", "pd")
+KINDS = ("edm", "cd", "ct", "ict", "pd", "ect", "sct", "scd", "meanflow")
 SWITCH = ("auto", "true", "false")
+CONTINUOUS = ("sct", "scd", "meanflow")  # continuous-time kinds: sCM (cmlearn.core.scm), MeanFlow (core.meanflow)
 ONLY_FOR = {
-    "teacher": ("cd", "pd"), "N": ("cd",), "solver": ("cd",), "mu": ("cd",),
+    "teacher": ("cd", "pd", "scd"), "N": ("cd",), "solver": ("cd",), "mu": ("cd",),
     "K": ("ct", "ict"), "s0": ("ct", "ict"), "s1": ("ct", "ict"), "ct_fixed_N": ("ct", "ict"),
-    "mu0": ("ct",), "official_mu": ("ct",), "ct_fixed_mu": ("ct",), "p_mean": ("ict",), "p_std": ("ict",),
-    "distance": ("cd", "ct", "ict"), "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
+    "mu0": ("ct",), "official_mu": ("ct",), "ct_fixed_mu": ("ct",),
+    "p_mean": ("ict", "ect", *CONTINUOUS), "p_std": ("ict", "ect", *CONTINUOUS),
+    "distance": ("cd", "ct", "ict", "ect"), "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
+    "ect_q": ("ect",), "ect_stage_steps": ("ect",),
+    "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
+    "time_dtype": ("sct", "scd"), "mf_ratio": ("meanflow",),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
 
-ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0}
+ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
+              "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
 them out of the hash at these values, so adding a key does not orphan every existing run."""
 
@@ -31,7 +37,7 @@ class TrainConfig:
     """Everything a run needs; presets (cmlearn.train.presets) fill it, the command line overrides single keys."""
 
     preset: str = ""
-    kind: str = "cd"  # edm | cd | ct | ict | pd
+    kind: str = "cd"  # edm | cd | ct | ict | pd | ect | sct | scd | meanflow
     data: str = "eight_gaussians"  # a 2D preset name, "file:PATH.npy", "digits" or "cifar10"
     data_root: str = ""  # CIFAR-10 root (holds cifar-10-batches-py/)
     teacher: str = "exact"  # CD: exact | empirical | a toy-edm RUN_DIR; PD: an edm (or pd) RUN_DIR
@@ -64,6 +70,13 @@ class TrainConfig:
     p_std: float = 2.0
     pd_nfe: int = 1  # PD: the student's DDIM steps (of the last round); its teacher takes twice as many
     pd_start: int = 0  # PD: the teacher's DDIM steps in the first round (pd_nfe times a power of 2; 0: 2 pd_nfe)
+    ect_q: float = 2.0  # ECT: dt / t shrinks by q per stage (cmlearn.core.ect)
+    ect_stage_steps: int = 0  # ECT: iterations per stage (0: steps / 8, so 8 stages)
+    tangent_norm: float = 0.1  # sCM: g <- g / (||g|| + c), this c (0: no tangent normalization)
+    tangent_warmup: int = 0  # sCM: iterations over which the tangent's second term ramps from 0 to 1 (0: none)
+    adaptive_weight: bool = True  # sCM: the learned weighting w_phi(t) (loss e^w / D ||.||^2 - w)
+    time_dtype: str = "float32"  # sCM: precision of the network's time input (float16 shows the instability)
+    mf_ratio: float = 0.25  # MeanFlow: fraction of samples with r != t
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX
@@ -110,6 +123,14 @@ class TrainConfig:
                     start // self.pd_nfe - 1):
                 raise ValueError(f"PD needs pd_nfe >= 1 and pd_start = pd_nfe x a power of 2 (> 1), got "
                                  f"pd_nfe={self.pd_nfe}, pd_start={self.pd_start}")
+        if self.kind == "ect" and (not self.ect_q > 1 or self.ect_stage_steps < 0):
+            raise ValueError(f"ECT needs ect_q > 1 and ect_stage_steps >= 0, got ect_q={self.ect_q}, "
+                             f"ect_stage_steps={self.ect_stage_steps}")
+        if self.tangent_norm < 0 or self.tangent_warmup < 0 or self.time_dtype not in ("float32", "float16"):
+            raise ValueError(f"need tangent_norm >= 0, tangent_warmup >= 0, time_dtype float32|float16, got "
+                             f"{self.tangent_norm}, {self.tangent_warmup}, {self.time_dtype!r}")
+        if not 0 <= self.mf_ratio <= 1:
+            raise ValueError(f"mf_ratio must be in [0, 1], got mf_ratio={self.mf_ratio}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
         self._check_unused()

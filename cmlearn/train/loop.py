@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cmlearn.core.ect import ECTLoss
 from cmlearn.core.losses import CDLoss, CTLoss, EDMLoss, ICTLoss
 from cmlearn.core.pd import PDLoss
 from cmlearn.train.checkpoint import load_checkpoint, save_checkpoint
-from cmlearn.train.config import TrainConfig
+from cmlearn.train.config import CONTINUOUS, TrainConfig
+from cmlearn.train.continuous import continuous_loss
 from cmlearn.train.distributed import (
     distributed,
     gather,
@@ -44,6 +46,11 @@ def make_loss(cfg: TrainConfig, teacher=None):
         return CDLoss(teacher, N=cfg.N, solver=cfg.solver, mu=cfg.mu, **grid)
     if cfg.kind == "pd":  # one round (cmlearn.train.pd runs the rounds)
         return PDLoss(teacher, nfe=cfg.pd_nfe, eps=cfg.eps, T=cfg.T, rho=cfg.rho, sigma_data=cfg.sigma_data)
+    if cfg.kind == "ect":  # Easy Consistency Tuning: the stage advances every ect_stage_steps (default 8 stages)
+        return ECTLoss(stage_steps=cfg.ect_stage_steps or max(1, cfg.steps // 8), q=cfg.ect_q, p_mean=cfg.p_mean,
+                       p_std=cfg.p_std, distance=cfg.distance, eps=cfg.eps, T=cfg.T)
+    if cfg.kind in CONTINUOUS:  # sCT, sCD, MeanFlow
+        return continuous_loss(cfg, teacher)
     curriculum = {k: v for k, v in (("s0", cfg.s0), ("s1", cfg.s1)) if v}
     if cfg.kind == "ct":
         return CTLoss(K=K, mu0=cfg.mu0, official_mu=cfg.official_mu, N=cfg.ct_fixed_N or None,
@@ -130,7 +137,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
     # ---- data, model theta, target theta-, eval EMA, loss, optimizer
     source = build_source(cfg)
     model = init_model(cfg, source.shape, device, channels_last=fast["channels_last"])
-    loss_fn = make_loss(cfg, build_teacher(cfg, source, device) if cfg.kind in ("cd", "pd") else None)
+    loss_fn = make_loss(cfg, build_teacher(cfg, source, device) if cfg.kind in ("cd", "pd", "scd") else None)
     if isinstance(getattr(loss_fn, "d", None), nn.Module):  # LPIPS: a frozen network on the training device
         loss_fn.d = loss_fn.d.to(device)
     separate_target = cfg.kind != "edm" and not _always_zero(loss_fn)

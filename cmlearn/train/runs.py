@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cmlearn.core.parameterization import ConsistencyFunction, Denoiser
-from cmlearn.train.config import TrainConfig
+from cmlearn.train.config import CONTINUOUS, TrainConfig
 
 
 def data_shape(cfg: TrainConfig) -> tuple[int, ...]:
@@ -60,6 +60,10 @@ def build_model(cfg: TrainConfig, *, shape: Sequence[int] | None = None) -> nn.M
     """Denoiser for EDM teachers and PD students, ConsistencyFunction (boundary condition built in) for CD/CT/iCT;
     both carry the config's eps and T."""
     net = build_net(cfg, shape=shape)
+    if cfg.kind in CONTINUOUS:  # sCT / sCD (TrigFlow) and MeanFlow
+        from cmlearn.train.continuous import continuous_model
+
+        return continuous_model(cfg, net)
     if cfg.kind in ("edm", "pd"):
         return Denoiser(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T)
     return ConsistencyFunction(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T)
