@@ -118,3 +118,15 @@ def test_toy_ect_trains_from_a_teacher_run_through_the_cli(tmp_path):
     assert '"N": 4' in lines[0] and '"N": 16' in lines[1]  # q^(a+1): stage a = 1 at step 9, a = 3 at step 19
     with pytest.raises(ValueError, match="ect_q"):
         get_preset("toy-ect").override({"ect_q": "1"})
+
+
+def test_init_from_a_run_with_another_network_is_refused(tmp_path):
+    from cmlearn.train.loop import train
+    from cmlearn.train.presets import TOY_NET, get_preset
+
+    teacher = train(get_preset("toy-edm").override({"steps": "2", "batch_size": "16"}), tmp_path / "edm",
+                    progress=False)  # input_scale 10: same weights' shapes, another function
+    cfg = get_preset("toy-ect").override({"init_from": str(teacher), "steps": "2", "batch_size": "16",
+                                          "net_kwargs": dict(TOY_NET)})
+    with pytest.raises(ValueError, match="input_scale=10.0"):
+        train(cfg, tmp_path / "ect", progress=False)

@@ -58,8 +58,12 @@ def test_rounds_halve_to_pd_nfe_and_chain_their_teachers(tmp_path):
     assert pd_rounds(cfg) == [16, 8, 4, 2, 1]
     dirs = round_dirs(cfg, tmp_path)
     assert dirs[1] == tmp_path and dirs[16] == tmp_path / "rounds" / "pd-0016"
-    rc = round_config(cfg, 4, "/some/teacher")
-    assert (rc.pd_nfe, rc.pd_start, rc.teacher, rc.init_from) == (4, 8, "/some/teacher", "teacher")
+    teacher = tmp_path / "edm"
+    teacher.mkdir()
+    get_preset("toy-edm").override({"data": "two_moons"}).save(teacher / "config.json")
+    rc = round_config(cfg, 4, str(teacher))
+    assert (rc.pd_nfe, rc.pd_start, rc.teacher, rc.init_from) == (4, 8, str(teacher), "teacher")
+    assert rc.net_kwargs == get_preset("toy-edm").net_kwargs  # the student is its teacher's net (input_scale 10)
     assert pd_rounds(cfg.override({"pd_start": 0, "pd_nfe": 2})) == [2]
 
 

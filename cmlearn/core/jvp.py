@@ -14,6 +14,7 @@ one mask for the online and the target pass, ``cmlearn.core.losses._paired``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -33,7 +34,9 @@ def total_derivative(fn: TimeFn, x: torch.Tensor, t: float | torch.Tensor,
     if dx_dt.shape != x.shape:
         raise ValueError(f"dx_dt must have x's shape {tuple(x.shape)}, got {tuple(dx_dt.shape)}")
     t = as_time(t, x)
-    return torch.func.jvp(fn, (x, t), (dx_dt, torch.ones_like(t)))
+    with warnings.catch_warnings():  # torch's forward-mode decompositions still call torch.jit.script
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        return torch.func.jvp(fn, (x, t), (dx_dt, torch.ones_like(t)))
 
 
 def total_derivative_fd(fn: TimeFn, x: torch.Tensor, t: float | torch.Tensor, dx_dt: torch.Tensor, *,

@@ -85,6 +85,12 @@ def init_model(cfg: TrainConfig, shape: tuple[int, ...], device: torch.device, *
     model = build_model(cfg, shape=shape).to(device)
     if cfg.init_from:
         init = load_run(cfg.teacher if cfg.init_from == "teacher" else cfg.init_from, device=device)
+        theirs, ours = init.cfg.net_kwargs, cfg.net_kwargs  # dropout may differ; the function computed may not
+        bad = sorted(k for k in set(theirs) | set(ours) if k != "dropout" and theirs.get(k) != ours.get(k))
+        if init.cfg.net != cfg.net or bad:
+            key = bad[0] if bad else "net"
+            raise ValueError(f"init_from={cfg.init_from}: its network has {key}={theirs.get(key, init.cfg.net)!r}, "
+                             f"this config {key}={ours.get(key, cfg.net)!r}; set net_kwargs to match")
         missing = model.net.load_state_dict(init.model.net.state_dict(), strict=False)
         if missing.missing_keys:
             raise ValueError(f"init_from={cfg.init_from}: network does not match ({missing.missing_keys[:3]} ...)")

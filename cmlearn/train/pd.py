@@ -38,8 +38,14 @@ def pd_rounds(cfg: TrainConfig) -> list[int]:
 def round_config(cfg: TrainConfig, nfe: int, teacher: str) -> TrainConfig:
     """The config of the round whose student takes ``nfe`` steps, distilling ``teacher``: a RUN_DIR (the student
     starts from its weights) or, in the first round only, "exact" / "empirical" (the student starts from scratch)."""
-    init = "" if teacher in ("exact", "empirical") else "teacher"
-    return cfg.override({"pd_nfe": nfe, "pd_start": 2 * nfe, "teacher": teacher, "init_from": init})
+    if teacher in ("exact", "empirical"):
+        return cfg.override({"pd_nfe": nfe, "pd_start": 2 * nfe, "teacher": teacher, "init_from": ""})
+    net = TrainConfig.load(Path(teacher) / "config.json")  # the student IS its teacher's network (dropout aside)
+    kwargs = {k: v for k, v in net.net_kwargs.items() if k != "dropout"}
+    if "dropout" in cfg.net_kwargs:
+        kwargs["dropout"] = cfg.net_kwargs["dropout"]
+    return cfg.override({"pd_nfe": nfe, "pd_start": 2 * nfe, "teacher": teacher, "init_from": "teacher",
+                         "net": net.net, "net_kwargs": kwargs})
 
 
 def round_dirs(cfg: TrainConfig, out_dir: str | Path) -> dict[int, Path]:
