@@ -32,6 +32,7 @@ from cmlearn.core.parameterization import ConsistencyFunction
 from cmlearn.core.pfode import reference_solve
 from cmlearn.core.sampling import default_taus, heun_sample, prior_noise, sample
 from cmlearn.core.schedules import karras_sigmas
+from cmlearn.core.solvers import CountedCalls
 from cmlearn.data.toys2d import preset
 from cmlearn.metrics import sliced_wasserstein
 from cmlearn.nets.mlp import MLP
@@ -67,17 +68,6 @@ def trained(out: Path, args: list[str], *, reuse: bool, threads: int) -> float |
 # ---------------------------------------------------------------- samplers
 
 
-class Counted:
-    """Wrap a field (score or denoiser) and count its calls: the NFE of a sampler."""
-
-    def __init__(self, fn):
-        self.fn, self.calls = fn, 0
-
-    def __call__(self, x, t):
-        self.calls += 1
-        return self.fn(x, t)
-
-
 def timed(fn, *, reps: int = 3) -> tuple[float, torch.Tensor]:
     """Median wall time of ``fn()`` over ``reps`` calls, and its last output."""
     times, out = [], None
@@ -111,7 +101,7 @@ def sampler_rows(cd_model, edm_model, dist, *, n_eval: int, seed: int) -> list[d
         add(f"CD, {steps} step{'s' * (steps > 1)}", steps, cd)
     heun_nfe = 2 * (18 - 1)
     add("exact score, Heun N=18", heun_nfe, lambda x: heun_sample(dist.denoiser, x, N=18))
-    counter = Counted(dist.score)
+    counter = CountedCalls(dist.score)
     reference_solve(x10, 80.0, 0.002, score=counter, rtol=1e-5, atol=1e-5)
     nfe = counter.calls  # on 10k samples (the adaptive steps are chosen for the whole batch)
     add("exact score, dopri5 (tol 1e-5)", nfe,

@@ -10,6 +10,7 @@ from cmlearn.core.sampling import heun_sample
 from cmlearn.core.schedules import EPS, T_MAX, karras_sigmas
 from cmlearn.core.solvers import (
     SAMPLERS,
+    CountedCalls,
     dpmpp_2m_sampler,
     euler_sampler,
     nfe_sigmas,
@@ -35,15 +36,6 @@ def toy():
     return dist, x_T, ref
 
 
-class Counted:
-    def __init__(self, fn):
-        self.fn, self.calls = fn, 0
-
-    def __call__(self, x, t):
-        self.calls += 1
-        return self.fn(x, t)
-
-
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_order_of_accuracy_against_dopri5(toy, name):
     dist, x_T, ref = toy
@@ -56,7 +48,7 @@ def test_order_of_accuracy_against_dopri5(toy, name):
 @pytest.mark.parametrize("nfe", [2, 4, 34])
 def test_nfe_is_what_the_sampler_spends(toy, name, nfe):
     dist, x_T, _ = toy
-    counted = Counted(dist.denoiser)
+    counted = CountedCalls(dist.denoiser)
     x = sample_ode(counted, x_T[:5], name, nfe)
     assert counted.calls == nfe and x.shape == (5, 2) and torch.isfinite(x).all()
 

@@ -170,3 +170,14 @@ def sample_ode(denoiser: Denoiser, x_T: torch.Tensor, sampler: str, nfe: int, *,
     p = next(params(), None) if params is not None else None
     x_T = x_T.to(p) if p is not None else x_T
     return SAMPLERS[sampler](denoiser, x_T, nfe_sigmas(sampler, nfe, eps=eps, T=T, rho=rho))
+
+
+class CountedCalls:
+    """Wrap a field ``fn(x, t)`` (a denoiser or a score) and count its calls: the NFE a sampler spends."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fn(x, t)
