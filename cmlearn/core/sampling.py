@@ -107,7 +107,7 @@ def heun_sample(denoiser: Callable | nn.Module, x_T: torch.Tensor, *, N: int = 1
 def paper_two_step_taus(*, eps: float = EPS, T: float = T_MAX, rho: float = RHO) -> list[float]:
     """[T, t_7] of the ascending N = 18 Karras grid (0.585 at the defaults): the paper's 2-step CD schedule, found
     by greedy + ternary search on CIFAR-10 FID (Sec. 6, App. C)."""
-    return [T, float(karras_sigmas(18, eps=eps, T=T, rho=rho)[6])]
+    return multistep_taus(2, eps=eps, T=T, rho=rho)
 
 
 @torch.no_grad()

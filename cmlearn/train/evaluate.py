@@ -15,7 +15,6 @@ from cmlearn.core.sampling import (
     heun_sample,
     meanflow_sample,
     multistep_taus,
-    paper_two_step_taus,
     prior_noise,
     sample,
 )
@@ -25,11 +24,10 @@ from cmlearn.train.runs import Run, build_source, load_run, reference_distributi
 
 
 def run_taus(cfg: TrainConfig, steps: int) -> list[float]:
-    """Algorithm 1's default time points for a run: the paper's [T, 0.585] for 2 steps on images, else
-    ``multistep_taus`` ([T, 0.585, ...]: 2 and 3 steps beat 1 on the shipped toy-cd run, tests/test_multistep_taus.py;
-    the evenly spaced ``default_taus`` made 2 iCT steps worse than 1 on new data, benchmarks/toy_quality.py)."""
-    if steps == 2 and cfg.data in ("digits", "cifar10"):
-        return paper_two_step_taus(eps=cfg.eps, T=cfg.T, rho=cfg.rho)
+    """Algorithm 1's default time points for a run, on every data set: ``multistep_taus`` ([T, 0.585, ...]; for 2
+    steps the paper's searched [T, 0.585]): 2 and 3 steps beat 1 on the shipped toy-cd run
+    (tests/test_multistep_taus.py); the evenly spaced ``default_taus`` made 2 iCT steps worse than 1 on new data
+    (benchmarks/toy_quality.py)."""
     return multistep_taus(steps, eps=cfg.eps, T=cfg.T, rho=cfg.rho)
 
 
