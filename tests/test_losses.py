@@ -22,6 +22,25 @@ def test_distances():
     assert not torch.allclose(pseudo_huber(x, y), per_pixel)
     with pytest.raises(ValueError, match="'l3'"):
         make_distance("l3")
+    # a chosen c (toy presets): sqrt(||x - y||^2 + c^2) - c with that c; refused for another distance
+    assert torch.allclose(make_distance("pseudo_huber", huber_c=0.3)(x, y), torch.full((3,), math.sqrt(4.09) - 0.3))
+    with pytest.raises(ValueError, match="huber_c=0.3.*'l2'"):
+        make_distance("l2", huber_c=0.3)
+
+
+def test_huber_c_config():
+    from cmlearn.train.cache import config_key
+    from cmlearn.train.config import TrainConfig
+    from cmlearn.train.loop import make_loss
+
+    base = TrainConfig(kind="ict", distance="pseudo_huber", weighting="ict")
+    loss = make_loss(base.override({"huber_c": "0.3"}))
+    x, y = torch.zeros(2, 2), torch.ones(2, 2)
+    assert torch.allclose(loss.d(x, y), torch.full((2,), math.sqrt(2.09) - 0.3))
+    assert config_key(base.override({"huber_c": "0.3"})) != config_key(base)
+    assert config_key(base.override({"huber_c": "0.0"})) == config_key(base)  # added key: old hashes kept
+    with pytest.raises(ValueError, match="huber_c=0.3.*distance='l2'"):
+        TrainConfig(kind="ct", distance="l2", huber_c=0.3)
 
 
 class Recorder(nn.Module):

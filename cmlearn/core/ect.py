@@ -76,12 +76,12 @@ class ECTLoss:
 
     def __init__(self, *, stage_steps: int, q: float = ECT_Q, k: float = ECT_K, b: float = ECT_B,
                  p_mean: float = P_MEAN, p_std: float = P_STD, distance: str = "pseudo_huber", eps: float = EPS,
-                 T: float = T_MAX):
+                 T: float = T_MAX, huber_c: float = 0.0):
         check_time_range(eps=eps, T=T)
         ect_stage(0, stage_steps)
         if not q > 1 or p_std <= 0:
             raise ValueError(f"need q > 1 and p_std > 0, got q={q}, p_std={p_std}")
-        self.d = make_distance(distance)
+        self.d = make_distance(distance, huber_c=huber_c)
         self.stage_steps, self.q, self.k, self.b = int(stage_steps), float(q), float(k), float(b)
         self.p_mean, self.p_std, self.eps, self.T, self.mu = p_mean, p_std, eps, T, 0.0
 

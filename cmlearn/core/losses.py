@@ -6,6 +6,7 @@ per-sample loss (B,); the training loop averages it. Distances d are per-sample 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -48,8 +49,15 @@ def pseudo_huber(x: torch.Tensor, y: torch.Tensor, *, c: float | None = None) ->
 DISTANCES = {"l2": l2, "l1": l1, "pseudo_huber": pseudo_huber}
 
 
-def make_distance(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A per-sample distance d (B, ...) x (B, ...) -> (B,) by name: l2, l1, pseudo_huber or lpips (Sec. 5)."""
+def make_distance(name: str, *, huber_c: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A per-sample distance d (B, ...) x (B, ...) -> (B,) by name: l2, l1, pseudo_huber or lpips (Sec. 5).
+
+    ``huber_c`` > 0 replaces pseudo-Huber's c = 0.00054 sqrt(dim) (a ValueError for any other distance)."""
+    if huber_c < 0 or (huber_c > 0 and name != "pseudo_huber"):
+        raise ValueError(f"huber_c={huber_c} needs huber_c >= 0 and is read by distance 'pseudo_huber' only, "
+                         f"not {name!r}")
+    if huber_c > 0:
+        return functools.partial(pseudo_huber, c=huber_c)
     if name == "lpips":
         from cmlearn.core.perceptual import LPIPSDistance
 
@@ -94,10 +102,10 @@ class ConsistencyLoss:
     """Shared by CD and CT: pick n, build (x_{t_{n+1}}, t_{n+1}) and (x_{t_n}, t_n), compare with d, weight lambda."""
 
     def __init__(self, *, distance: str = "l2", eps: float = EPS, T: float = T_MAX, rho: float = RHO,
-                 weighting: str = "uniform"):
+                 weighting: str = "uniform", huber_c: float = 0.0):
         if weighting not in ("uniform", "ict"):
             raise ValueError(f"unknown weighting {weighting!r}; choose 'uniform' or 'ict'")
-        self.d = make_distance(distance)
+        self.d = make_distance(distance, huber_c=huber_c)
         self.eps, self.T, self.rho, self.weighting = eps, T, rho, weighting
 
     def num_steps(self, k: int) -> int:

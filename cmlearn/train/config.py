@@ -18,7 +18,8 @@ ONLY_FOR = {
     "K": ("ct", "ict"), "s0": ("ct", "ict"), "s1": ("ct", "ict"), "ct_fixed_N": ("ct", "ict"),
     "mu0": ("ct",), "official_mu": ("ct",), "ct_fixed_mu": ("ct",),
     "p_mean": ("ict", "ect", *CONTINUOUS), "p_std": ("ict", "ect", *CONTINUOUS),
-    "distance": ("cd", "ct", "ict", "ect"), "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
+    "distance": ("cd", "ct", "ict", "ect"), "huber_c": ("cd", "ct", "ict", "ect"),
+    "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
     "ect_q": ("ect",), "ect_stage_steps": ("ect",),
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "mf_ratio": ("meanflow",),
@@ -27,7 +28,7 @@ ONLY_FOR = {
 that is accepted and then ignored is a bug the user never sees)."""
 
 ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
-              "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25}
+              "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
 them out of the hash at these values, so adding a key does not orphan every existing run."""
 
@@ -58,6 +59,7 @@ class TrainConfig:
     solver: str = "heun"
     mu: float = 0.0  # CD target decay
     distance: str = "l2"
+    huber_c: float = 0.0  # pseudo-Huber's c (0: iCT's 0.00054 sqrt(dim)); distance pseudo_huber only
     weighting: str = "uniform"  # uniform | ict (lambda = 1 / (t_{n+1} - t_n))
     K: int = 0  # curriculum length for CT/iCT (0: = steps)
     s0: int = 0  # curriculum start (0: the loss's default, 2 for CT, 10 for iCT)
@@ -129,6 +131,9 @@ class TrainConfig:
         if self.tangent_norm < 0 or self.tangent_warmup < 0 or self.time_dtype not in ("float32", "float16"):
             raise ValueError(f"need tangent_norm >= 0, tangent_warmup >= 0, time_dtype float32|float16, got "
                              f"{self.tangent_norm}, {self.tangent_warmup}, {self.time_dtype!r}")
+        if self.huber_c < 0 or (self.huber_c > 0 and self.distance != "pseudo_huber"):
+            raise ValueError(f"huber_c={self.huber_c} needs huber_c >= 0 and distance='pseudo_huber' (it is "
+                             f"pseudo-Huber's c), got distance={self.distance!r}")
         if not 0 <= self.mf_ratio <= 1:
             raise ValueError(f"mf_ratio must be in [0, 1], got mf_ratio={self.mf_ratio}")
         if self.batch_size % self.grad_accum:

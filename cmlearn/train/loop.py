@@ -38,7 +38,8 @@ from cmlearn.train.runs import build_model, build_source, build_teacher, frozen_
 
 def make_loss(cfg: TrainConfig, teacher=None):
     """The objective of ``cfg.kind`` with the config's grid, distance and curriculum."""
-    grid = dict(eps=cfg.eps, T=cfg.T, rho=cfg.rho, distance=cfg.distance, weighting=cfg.weighting)
+    grid = dict(eps=cfg.eps, T=cfg.T, rho=cfg.rho, distance=cfg.distance, weighting=cfg.weighting,
+                huber_c=cfg.huber_c)
     K = cfg.K or cfg.steps
     if cfg.kind == "edm":
         return EDMLoss(sigma_data=cfg.sigma_data)
@@ -48,7 +49,8 @@ def make_loss(cfg: TrainConfig, teacher=None):
         return PDLoss(teacher, nfe=cfg.pd_nfe, eps=cfg.eps, T=cfg.T, rho=cfg.rho, sigma_data=cfg.sigma_data)
     if cfg.kind == "ect":  # Easy Consistency Tuning: the stage advances every ect_stage_steps (default 8 stages)
         return ECTLoss(stage_steps=cfg.ect_stage_steps or max(1, cfg.steps // 8), q=cfg.ect_q, p_mean=cfg.p_mean,
-                       p_std=cfg.p_std, distance=cfg.distance, eps=cfg.eps, T=cfg.T)
+                       p_std=cfg.p_std, distance=cfg.distance, eps=cfg.eps, T=cfg.T,
+                       huber_c=cfg.huber_c)
     if cfg.kind in CONTINUOUS:  # sCT, sCD, MeanFlow
         return continuous_loss(cfg, teacher)
     curriculum = {k: v for k, v in (("s0", cfg.s0), ("s1", cfg.s1)) if v}
