@@ -4,6 +4,7 @@ sampler on 2D mixtures the presets never use, at 1 and 2 steps, in one run; prin
     python benchmarks/toy_quality.py                       # 3 mixtures x 2 seeds, the presets as they are
     python benchmarks/toy_quality.py --seeds 0 --jobs 2    # one seed, two processes
     CMLEARN_FAST=1 python benchmarks/toy_quality.py --fast # smoke size (numbers not meaningful)
+    python benchmarks/toy_quality.py --mixtures lopsided_triple --mode-weights RUN_DIR   # where the mass goes
 
 Protocol (the issue's): 20k training points per mixture, saved as a --data file, so every method trains on the
 same finite set; each method runs its preset unchanged except for ``data`` (and CD's teacher: a ``toy-edm`` run
@@ -152,6 +153,31 @@ def job(args: tuple) -> dict:
     return row
 
 
+def mode_weights(path: Path, name: str, *, n: int = 4000, ts=(0.5, 2.0, 5.0, 20.0, 80.0)) -> None:
+    """Print, per t, the mode weights of f(x_t, t) (nearest mean) beside those of the exact ODE solution from the
+    same x_t, and at t = T the median distance of 1-step samples to their mode's mean beside the data's."""
+    dist, run = MIXTURES[name](), load_run(path)
+    gen, means = torch.Generator().manual_seed(0), MIXTURES[name]().means
+
+    def weights(x: torch.Tensor) -> list[str]:
+        return [f"{w:.3f}" for w in torch.bincount(torch.cdist(x, means).argmin(1), minlength=len(means)) / len(x)]
+
+    def radius(x: torch.Tensor) -> list[str]:
+        k = torch.cdist(x, means).argmin(1)
+        return [f"{float((x[k == i] - means[i]).norm(dim=1).median()):.3f}" for i in range(len(means))]
+
+    print(f"{path}: true weights {[f'{w:.3f}' for w in dist.weights.tolist()]}")
+    for t in ts:
+        x_t = dist.sample(n, generator=gen) + t * torch.randn(n, 2, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            f = run.model(x_t.float(), torch.full((n,), t)).double()
+        exact = heun_sample(dist.denoiser, x_t, N=40, T=t)
+        print(f"t = {t:5.1f}: exact ODE {weights(exact)}, model {weights(f)}")
+    with torch.no_grad():
+        x1 = sample(run.model, prior_noise(n, (2,), sigma=run.cfg.T, generator=gen), [run.cfg.T]).double()
+    print(f"median distance to the mode's mean: data {radius(dist.sample(n, generator=gen))}, 1 step {radius(x1)}")
+
+
 # ---------------------------------------------------------------- the table
 
 GOALS = {("ict", "1"): 1.5, ("ict", "2"): 1.2, ("ct", "1"): 2.5, ("cd", "1"): 1.2}
@@ -202,7 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=1, help="worker processes (one thread each)")
     p.add_argument("--set", nargs="*", default=[], metavar="METHOD:key=value", help="override a preset key")
     p.add_argument("--fast", action="store_true", help="smoke size: 300 training points, 200 steps, 300 samples")
+    p.add_argument("--mode-weights", metavar="RUN_DIR", help="only print mode_weights of this run (of --mixtures[0])")
     a = p.parse_args(argv)
+    if a.mode_weights:
+        return mode_weights(Path(a.mode_weights), a.mixtures[0])
     overrides = parse_overrides(a.set)
     n_train, n_eval, draws = (300, 300, 1) if a.fast else (20_000, pick(4000, 1000), pick(3, 1))
     if a.fast:

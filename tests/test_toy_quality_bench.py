@@ -18,6 +18,18 @@ def test_toy_quality_smoke(tmp_path):
     assert all(float(v) > 0 for r in rows for v in r[1:])
     assert (tmp_path / "grid25-300.npy").exists()
     assert re.search(r"\| grid25 \| cd \|[^\n]*\| [0-9.]+ \| [0-9.]+ \| (yes|no)", out.stdout)  # teacher, floor
+    # --mode-weights on the iCT run: per t, model and exact-ODE weights over the 25 modes, each summing to 1
+    (run_dir,) = tmp_path.glob("grid25-ict-s0-*")
+    diag = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--mixtures", "grid25", "--mode-weights",
+                           str(run_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert diag.returncode == 0, diag.stderr[-2000:]
+    lines = [ln for ln in diag.stdout.splitlines() if ln.startswith("t = ")]
+    assert len(lines) == 5
+    for ln in lines:
+        for part in ln.split("[")[1:]:
+            ws = [float(w.strip(" '")) for w in part.split("]")[0].split(",")]
+            assert len(ws) == 25 and abs(sum(ws) - 1) < 0.01
+    assert "median distance to the mode's mean" in diag.stdout
 
 
 def test_toy_quality_rejects_bad_override():
