@@ -157,7 +157,7 @@ def mode_weights(path: Path, name: str, *, n: int = 4000, ts=(0.5, 2.0, 5.0, 20.
     """Print, per t, the mode weights of f(x_t, t) (nearest mean) beside those of the exact ODE solution from the
     same x_t, and at t = T the median distance of 1-step samples to their mode's mean beside the data's."""
     dist, run = MIXTURES[name](), load_run(path)
-    gen, means = torch.Generator().manual_seed(0), MIXTURES[name]().means
+    gen, means = torch.Generator().manual_seed(0), dist.means
 
     def weights(x: torch.Tensor) -> list[str]:
         return [f"{w:.3f}" for w in torch.bincount(torch.cdist(x, means).argmin(1), minlength=len(means)) / len(x)]
