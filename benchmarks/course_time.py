@@ -5,6 +5,7 @@ training loop's steps/s beside a bare PyTorch loop and beside the machine's FLOP
     python benchmarks/course_time.py --fast               # fast mode (CMLEARN_FAST=1, what make test runs)
     python benchmarks/course_time.py --notebooks 00,01    # a subset
     python benchmarks/course_time.py --no-notebooks       # only the loop speed
+    python benchmarks/course_time.py --cache DIR          # course order: the notebooks share one run cache
     python benchmarks/course_time.py --write-docs         # notebook headers + README table from the JSON
 
 Times are measured with ``--threads`` threads (default 2, a laptop's cores) and written to
@@ -30,13 +31,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int) -> dict:
-    """Execute one notebook in a fresh kernel with an empty CMLEARN_CACHE; wall and CPU seconds (kernel included)."""
+def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int, shared: Path | None = None) -> dict:
+    """Execute one notebook in a fresh kernel; wall and CPU seconds (kernel included). Its CMLEARN_CACHE is empty,
+    or ``shared``: one cache the notebooks run before it (in course order, from an empty start) have filled, as a
+    student's ``runs/`` is when they reach it."""
+    import contextlib
+
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory() as cache:
+    with (contextlib.nullcontext(str(shared)) if shared else tempfile.TemporaryDirectory()) as cache:
         env = {"CMLEARN_CACHE": cache, "CMLEARN_FAST": "1" if fast else "0", "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
         old = {k: os.environ.get(k) for k in env}
@@ -59,7 +64,7 @@ def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     res = {"notebook": path.stem, "mode": "fast" if fast else "full", "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
            "ok": ok, "threads": threads, "load": round((load0 + os.getloadavg()[0]) / 2, 2),
-           "date": time.strftime("%Y-%m-%d", time.gmtime())}
+           "date": time.strftime("%Y-%m-%d", time.gmtime()), "cache": "shared" if shared else "cold"}
     if not ok:
         res["error"] = error
     return res
@@ -77,10 +82,12 @@ def fmt_seconds(s: float) -> str:
 
 
 def measured(entry: dict | None) -> str:
-    """'18 s / 14 s' (wall / CPU) for a measured entry, 'not measured' otherwise; a failed run says so."""
+    """'18 s / 14 s' (wall / CPU) for a measured entry, 'not measured' otherwise; a failed run says so; a † marks a
+    run in course order, whose run cache the notebooks before it filled (``--cache``)."""
     if not entry:
         return "not measured"
     text = f"{fmt_seconds(entry['wall_s'])} / {fmt_seconds(entry['cpu_s'])}"
+    text += " †" if entry.get("cache") == "shared" else ""  # course order: the README's table note says so
     return text if entry.get("ok", True) else text + " (failed)"
 
 
@@ -90,9 +97,10 @@ def header_line(stem: str, data: dict) -> str:
     for mode in ("full", "fast"):
         e = data.get(mode, {}).get(stem)
         threads = f"{e['threads']} thread" + ("s" if e["threads"] != 1 else "") if e and "load" in e else ""
-        parts.append(f"{mode} mode {measured(e)}" + (f" ({threads}, load {e['load']:g}, {e['date']})"
-                                                     if threads else ""))
-    text = (f"{MARK} (wall / CPU, cold run cache, `python benchmarks/course_time.py`): " + "; ".join(parts)
+        shared = ", run cache from the notebooks before it" if e and e.get("cache") == "shared" else ", empty run cache"
+        when = f" ({threads}, load {e['load']:g}, {e['date']}{shared})" if threads else ""
+        parts.append(f"{mode} mode {measured(e).replace(' †', '')}{when}")
+    text = (f"{MARK} (wall / CPU, `python benchmarks/course_time.py`): " + "; ".join(parts)
             + ". The load is the machine's load average while it ran (this run included): above the thread count, "
             "other work shared the cores and both times are upper bounds.")
     return textwrap.fill(text, width=116, break_long_words=False, break_on_hyphens=False)
@@ -187,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--loop-steps", type=int, default=800)
     p.add_argument("--loop-rounds", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "course_time.json"))
+    p.add_argument("--cache", type=Path, help="one run cache shared by the notebooks, run in course order (created if "
+                   "missing, kept afterwards; start from an empty folder for the course's cold start)")
     p.add_argument("--write-docs", action="store_true",
                    help="measure nothing: rewrite the notebook headers' and README's times from --json")
     a = p.parse_args(argv)
@@ -201,10 +211,13 @@ def main(argv: list[str] | None = None) -> dict:
         wanted = set(a.notebooks.split(",")) if a.notebooks else None
         for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             if wanted is None or path.stem[:2] in wanted:
-                rows.append(run_notebook(path, fast=a.fast, threads=a.threads, timeout=a.timeout))
+                if a.cache:
+                    a.cache.mkdir(parents=True, exist_ok=True)
+                rows.append(run_notebook(path, fast=a.fast, threads=a.threads, timeout=a.timeout, shared=a.cache))
                 r = rows[-1]
                 print(f"{r['notebook']}: {r['mode']} {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU"
                       + ("" if r["ok"] else f"  FAILED {r['error']}"), flush=True)
+                store(Path(a.json), [r], None)  # kept as it goes: a later failure or timeout loses nothing
     speed = loop_speed(threads=a.threads, steps=a.loop_steps, rounds=a.loop_rounds) if a.loop_steps else None
     if speed:
         speed["load"] = round(os.getloadavg()[0], 2)  # the 1-minute load average as it ended
@@ -218,16 +231,20 @@ def main(argv: list[str] | None = None) -> dict:
               f"{speed['gflop_per_step']:.2f} GFLOP/step at the machine's {speed['matmul_gflops']:.0f} GFLOP/s "
               f"matmul rate = a limit of {speed['flop_limit_steps_per_s']:.0f} steps/s; cmlearn reaches "
               f"{100 * speed['fraction_of_limit']:.0f}% of it")
-    store = Path(a.json)
-    data = json.loads(store.read_text()) if store.exists() else {}
+    return store(Path(a.json), [], speed)
+
+
+def store(path: Path, rows: list[dict], speed: dict | None) -> dict:
+    """Merge measured notebook rows (per mode) and the loop speed into the JSON at ``path``; returns its content."""
+    data = json.loads(path.read_text()) if path.exists() else {}
     data.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     for r in rows:
         data.setdefault(r["mode"], {})[r["notebook"]] = {k: r[k] for k in ("wall_s", "cpu_s", "ok", "threads", "load",
-                                                                            "date")}
+                                                                            "date", "cache")}
     if speed:
         data["toy_loop"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in speed.items()}
     if rows or speed:
-        store.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return data
 
 

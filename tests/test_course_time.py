@@ -65,9 +65,29 @@ def test_write_docs_rewrites_headers_and_table(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert f"| `{a}` | things | 5.0 min / 3.3 min | 20 s / 15 s (failed) |" in text
     head = header(tmp_path / "notebooks" / f"{a}.ipynb")
-    assert "full mode 5.0 min / 3.3 min (2 threads, load 1.5, 2026-01-02)" in " ".join(head.split())
+    assert "full mode 5.0 min / 3.3 min (2 threads, load 1.5, 2026-01-02, empty run cache)" in " ".join(head.split())
     assert "not measured" in header(tmp_path / "notebooks" / f"{b}.ipynb")
     ct.write_docs(data, root=tmp_path)  # idempotent: one time paragraph, the rest of the header kept
     again = header(tmp_path / "notebooks" / f"{a}.ipynb")
     assert again == head and again.count(ct.MARK) == 1
     assert again.split("\n\n")[0] == header(NOTEBOOKS[0]).split("\n\n")[0]
+
+
+def test_a_shared_cache_run_says_so():
+    # course order (--cache): later notebooks load the runs earlier ones trained; the docs must not pass that off
+    # as a cold run
+    ct = course_time()
+    entry = {"wall_s": 100.0, "cpu_s": 150.0, "ok": True, "threads": 2, "load": 2.0, "date": "2026-12-01"}
+    assert ct.measured(entry) == "1.7 min / 2.5 min"
+    assert ct.measured({**entry, "cache": "shared"}) == "1.7 min / 2.5 min †"
+    line = " ".join(ct.header_line("x", {"full": {"x": {**entry, "cache": "shared"}}}).split())
+    assert "2026-12-01, run cache from the notebooks before it)" in line
+
+
+def test_measurements_are_kept_as_they_go(tmp_path):
+    ct = course_time()
+    row = {"notebook": "04_x", "mode": "full", "wall_s": 1.0, "cpu_s": 2.0, "ok": True, "threads": 2, "load": 0.5,
+           "date": "2026-12-01", "cache": "cold"}
+    ct.store(tmp_path / "t.json", [row], None)
+    data = ct.store(tmp_path / "t.json", [{**row, "notebook": "05_y"}], None)
+    assert set(data["full"]) == {"04_x", "05_y"} and data["full"]["04_x"]["cache"] == "cold"
