@@ -73,8 +73,9 @@ def report(name: str, part: dict, metric: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["toy", "digits", "both"], default="both")
-    p.add_argument("--methods", default="cd,pd,ct,ict", help="runs to include: cd, pd, ct, ict; edm adds notebook 04's "
-                   "learned toy teacher (the digits teacher is always there)")
+    p.add_argument("--methods", default="cd,pd,ct,ict,sct,meanflow",
+                   help="runs to include: cd, pd, ct, ict, and on the toy sct and meanflow (notebook 10's); edm adds "
+                   "notebook 04's learned toy teacher (the digits teacher is always there)")
     p.add_argument("--n", type=int, default=10_000, help="samples per toy measurement")
     p.add_argument("--n-digits", type=int, default=1000, help="samples per FD-digits measurement")
     p.add_argument("--cache", default=str(ROOT / "notebooks" / "runs"), help="the notebooks' run cache")

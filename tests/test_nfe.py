@@ -69,3 +69,20 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| PD |" in out.stdout and "winner at each budget" in out.stdout
     assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "runs").is_dir()
+
+
+@pytest.mark.skipif(os.environ.get("CMLEARN_FAST") != "1", reason="trains smoke-sized runs: fast mode only")
+def test_the_continuous_time_models_join_the_toy_sweep(tmp_path, monkeypatch):
+    # notebook 11 reuses notebook 10's sCT and MeanFlow runs (same preset, same name, so the same cache directory)
+    from cmlearn.course.nfe import toy_runs
+
+    monkeypatch.setenv("CMLEARN_CACHE", str(tmp_path))
+    runs = toy_runs(("sct", "meanflow"))
+    assert {p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir()} == {"nb10-toy-sct", "nb10-toy-meanflow"}
+    assert runs["sct"].cfg.kind == "sct" and runs["meanflow"].cfg.kind == "meanflow"
+    dist = preset("eight_gaussians")
+    ref = dist.sample(300, generator=torch.Generator().manual_seed(1))
+    res = sweep(methods_for(runs, cm_max_nfe=2), [1, 2, 4], point_metrics(ref, n_energy=200, n_projections=50),
+                n=300)
+    assert set(res) == {"sCT", "MeanFlow"}
+    assert all(set(rows) == {1, 2} and all(r["sw"] > 0 for r in rows.values()) for rows in res.values())

@@ -21,6 +21,9 @@ from cmlearn.train.presets import get_preset
 TOY_SMALL = {"net_kwargs": {"width": 128, "depth": 3, "emb_dim": 32}, "batch_size": 256}
 """Fast mode's smoke-sized toy network (notebooks 04 and 06 use the same)."""
 
+CM_LABELS = {"cd": "CD", "ct": "CT", "ict": "iCT", "sct": "sCT", "meanflow": "MeanFlow"}
+"""The one-or-few-step models of the sweep, by run key."""
+
 SAMPLERS = {"Euler (DDIM)": "euler", "Heun": "heun", "DPM-Solver++(2M)": "dpmpp-2m", "UniPC": "unipc"}
 
 
@@ -35,11 +38,13 @@ def toy_data_file() -> Path:
     return path
 
 
-def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict"), *, progress: bool | None = False) -> dict:
+def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow"), *,
+             progress: bool | None = False) -> dict:
     """The eight-Gaussians runs. The teacher is the exact score, as for the toy-cd preset: CD ("cd") is toy-cd
     (notebook 07's run, also notebook 04's exact-teacher run), PD ("pd", {steps: Run}) is toy-pd from the same
-    exact denoiser; CT and iCT are notebook 06's. "edm" adds notebook 04's learned EDM teacher (on its data file).
-    Configs as in those notebooks (fast mode too), so their cached runs are reused."""
+    exact denoiser; CT and iCT are notebook 06's; sCT ("sct") and MeanFlow ("meanflow") notebook 10's
+    continuous-time runs. "edm" adds notebook 04's learned EDM teacher (on its data file). Configs as in those
+    notebooks (fast mode too), so their cached runs are reused."""
     fast = fast_mode()
     out: dict = {}
     if "cd" in methods:
@@ -50,6 +55,9 @@ def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict"), *, progress: bo
     for kind in ("ct", "ict"):
         if kind in methods:
             out[kind] = _nb06_run(kind, fast)
+    for kind in ("sct", "meanflow"):
+        if kind in methods:
+            out[kind] = train_or_load(get_preset(f"toy-{kind}"), f"nb10-toy-{kind}", progress=progress)
     if "edm" in methods:
         file_data = "file:" + str(toy_data_file().resolve())
         small = dict(TOY_SMALL, ema_decay=0.99) if fast else {}
@@ -94,7 +102,7 @@ def methods_for(runs: Mapping, *, samplers: Mapping[str, str] = SAMPLERS, cm_max
                 exact=None) -> dict:
     """The labelled methods of the sweep (``cmlearn.train.nfe``) for the runs of ``toy_runs``/``digits_runs``:
     each sampler with the exact denoiser of ``exact`` (a distribution) and with the EDM run ``runs["edm"]``
-    (where given), then PD, CD, CT, iCT."""
+    (where given), then PD, CD, CT, iCT, sCT and MeanFlow (Algorithm 1, or MeanFlow's own steps)."""
     methods = {}
     if exact is not None:
         methods.update({f"exact score, {label}": exact_method(exact, s) for label, s in samplers.items()})
@@ -102,7 +110,7 @@ def methods_for(runs: Mapping, *, samplers: Mapping[str, str] = SAMPLERS, cm_max
         methods.update({f"teacher, {label}": teacher_method(runs["edm"], s) for label, s in samplers.items()})
     if "pd" in runs:
         methods["PD"] = pd_method(runs["pd"])
-    for key, label in (("cd", "CD"), ("ct", "CT"), ("ict", "iCT")):
+    for key, label in CM_LABELS.items():
         if key in runs:
             methods[label] = cm_method(runs[key], max_nfe=cm_max_nfe)
     return methods
@@ -115,7 +123,7 @@ def plot_nfe(results: Mapping, metric: str, *, floor: float | None = None, ax=No
     for i, (label, rows) in enumerate(results.items()):
         if rows:
             nfes = sorted(rows)
-            style = "s--" if label in ("PD", "CD", "CT", "iCT") else "o-"
+            style = "s--" if label == "PD" or label in CM_LABELS.values() else "o-"
             ax.plot(nfes, [rows[k][metric] for k in nfes], style, ms=4, color=f"C{i}", label=label)
     if floor is not None:
         ax.axhline(floor, color="0.5", ls=":", label="floor: data vs data")
