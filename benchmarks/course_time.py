@@ -186,7 +186,7 @@ def loop_speed(*, threads: int, steps: int, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--fast", action="store_true", help="fast mode (CMLEARN_FAST=1)")
     p.add_argument("--notebooks", help="comma-separated numbers, e.g. 00,01 (default: all)")
     p.add_argument("--no-notebooks", action="store_true")
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--loop-rounds", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "course_time.json"))
     p.add_argument("--cache", type=Path, help="one run cache shared by the notebooks, run in course order (created if "
-                   "missing, kept afterwards; start from an empty folder for the course's cold start)")
+                   "missing, kept afterwards; start from an empty folder for the course's cold start); default: each "
+                   "notebook gets its own empty temporary cache")
     p.add_argument("--write-docs", action="store_true",
                    help="measure nothing: rewrite the notebook headers' and README's times from --json")
     a = p.parse_args(argv)

@@ -17,8 +17,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--train", action="store_true", help="train the full toy-cd run (minutes) instead of loading it")
 
-    t = sub.add_parser("train", help="train a preset into RUN_DIR")
-    t.add_argument("preset")
+    from cmlearn.train.presets import PRESETS
+
+    t = sub.add_parser("train", help="train a preset into --out RUN_DIR (default runs/PRESET)")
+    t.add_argument("preset", help="one of: " + ", ".join(sorted(PRESETS)))
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lr=1e-3 mu=0.9")
     t.add_argument("--data", help="an (n, d) float array saved with numpy.save (toy presets)")
     t.add_argument("--data-root", help="CIFAR-10 root directory (holds cifar-10-batches-py/)")

@@ -62,7 +62,8 @@ def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = Non
 
     shipped = None if retrain or needs else pretrained_dir(cfg)
     if shipped is not None:
-        print(f"loaded the shipped run {shipped.name} (pass retrain=True to train it yourself)")
+        print(f"loaded the shipped run {shipped.name} (to train it yourself: retrain=True in Python, "
+              "`cmlearn demo --train` for the demo's run)")
         return load_run(shipped)
     out = run_dir(cfg, name, cache=cache)
     if (out / "checkpoints" / "latest.pt").exists() and all((out / f).exists() for f in needs):
