@@ -81,13 +81,13 @@ def fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
-def measured(entry: dict | None) -> str:
-    """'18 s / 14 s' (wall / CPU) for a measured entry, 'not measured' otherwise; a failed run says so; a † marks a
-    run in course order, whose run cache the notebooks before it filled (``--cache``)."""
+def measured(entry: dict | None, *, mark: bool = True) -> str:
+    """'18 s / 14 s' (wall / CPU) for a measured entry, 'not measured' otherwise; a failed run says so; with
+    ``mark``, a † marks a run in course order, whose run cache the notebooks before it filled (``--cache``)."""
     if not entry:
         return "not measured"
     text = f"{fmt_seconds(entry['wall_s'])} / {fmt_seconds(entry['cpu_s'])}"
-    text += " †" if entry.get("cache") == "shared" else ""  # course order: the README's table note says so
+    text += " †" if mark and entry.get("cache") == "shared" else ""  # the README's table note explains it
     return text if entry.get("ok", True) else text + " (failed)"
 
 
@@ -99,7 +99,7 @@ def header_line(stem: str, data: dict) -> str:
         threads = f"{e['threads']} thread" + ("s" if e["threads"] != 1 else "") if e and "load" in e else ""
         shared = ", run cache from the notebooks before it" if e and e.get("cache") == "shared" else ", empty run cache"
         when = f" ({threads}, load {e['load']:g}, {e['date']}{shared})" if threads else ""
-        parts.append(f"{mode} mode {measured(e).replace(' †', '')}{when}")
+        parts.append(f"{mode} mode {measured(e, mark=False)}{when}")
     text = (f"{MARK} (wall / CPU, `python benchmarks/course_time.py`): " + "; ".join(parts)
             + ". The load is the machine's load average while it ran (this run included): above the thread count, "
             "other work shared the cores and both times are upper bounds.")
@@ -208,12 +208,12 @@ def main(argv: list[str] | None = None) -> dict:
               + (f"; README rows missing for {missing}" if missing else ""))
         return data
     rows = []
+    if a.cache:
+        a.cache.mkdir(parents=True, exist_ok=True)
     if not a.no_notebooks:
         wanted = set(a.notebooks.split(",")) if a.notebooks else None
         for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             if wanted is None or path.stem[:2] in wanted:
-                if a.cache:
-                    a.cache.mkdir(parents=True, exist_ok=True)
                 rows.append(run_notebook(path, fast=a.fast, threads=a.threads, timeout=a.timeout, shared=a.cache))
                 r = rows[-1]
                 print(f"{r['notebook']}: {r['mode']} {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU"
