@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from cmlearn.cli import main
@@ -15,9 +16,9 @@ from cmlearn.nets.mlp import MLP
 SD = 0.5
 
 
-def _model(dtype=torch.float64, **kw):
+def _model(dtype=torch.float64, *, time_input="t", **kw):
     torch.manual_seed(0)
-    return TrigFlowFunction(MLP(2, width=32, depth=2, **kw), sigma_data=SD).to(dtype)
+    return TrigFlowFunction(MLP(2, width=32, depth=2, **kw), sigma_data=SD, time_input=time_input).to(dtype)
 
 
 def _state(n=128, seed=0):
@@ -40,10 +41,11 @@ def test_teacher_velocity_is_the_ve_pf_ode_retimed():
     assert float((got - expected).norm() / expected.norm()) < 1e-12
 
 
-def test_tangent_is_cos_t_times_the_total_derivative_of_f():
+@pytest.mark.parametrize("time_input", ["t", "log_tan"])
+def test_tangent_is_cos_t_times_the_total_derivative_of_f(time_input):
     """With r = 1, sCM's g equals cos(t) df_-/dt along the PF ODE, checked by the finite-difference twin."""
     dist, _, t, x_t = _state()
-    model = _model()
+    model = _model(time_input=time_input)
     v = teacher_velocity(dist.denoiser, x_t, t, sigma_data=SD)
     _, g = SCMLoss(sigma_data=SD).tangent(model, x_t, t, v, r=1.0)
     with torch.no_grad():
@@ -52,8 +54,27 @@ def test_tangent_is_cos_t_times_the_total_derivative_of_f():
     assert float((g - expected).norm() / expected.norm()) < 1e-6
 
 
-def test_ve_interface_and_boundary_condition():
-    model = _model()
+def test_log_tan_time_input_is_edm_log_sigma():
+    """time_input='log_tan' feeds the net log(sigma / sd) / 4, sigma = sd tan t clamped at eps (finite at t = 0)."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x, c):
+            seen.append(c)
+            return torch.zeros_like(x)
+
+    model = TrigFlowFunction(Probe(), sigma_data=SD, time_input="log_tan")
+    x = torch.randn(3, 2, dtype=torch.float64)
+    model(x, torch.tensor([0.01, 0.5, 80.0], dtype=torch.float64))
+    assert torch.allclose(seen[-1], 0.25 * torch.log(torch.tensor([0.01, 0.5, 80.0], dtype=torch.float64) / SD))
+    assert torch.equal(model.trig(x, 0.0), x) and torch.isfinite(seen[-1]).all()
+    with pytest.raises(ValueError, match="time_input"):
+        TrigFlowFunction(Probe(), time_input="sigma")
+
+
+@pytest.mark.parametrize("time_input", ["t", "log_tan"])
+def test_ve_interface_and_boundary_condition(time_input):
+    model = _model(time_input=time_input)
     x = torch.randn(16, 2, dtype=torch.float64)
     assert torch.equal(model.trig(x, 0.0), x)
     sigma = 3.0
@@ -110,3 +131,20 @@ def test_continuous_presets_build_and_run_one_loss_step():
         x0 = source.batch(4, torch.Generator().manual_seed(0))
         loss = continuous_loss(cfg, teacher)(model, model, x0, generator=torch.Generator().manual_seed(0))
         assert loss.shape == (4,) and torch.isfinite(loss).all(), name
+
+
+def test_config_keys_reach_the_model_and_loss():
+    """time_input (sCM) and mf_adaptive_p (MeanFlow) travel from the config; bad values stop at the config."""
+    import pytest
+
+    from cmlearn.train.continuous import continuous_loss
+    from cmlearn.train.presets import get_preset
+    from cmlearn.train.runs import build_model
+
+    cfg = get_preset("toy-sct").override({"time_input": "log_tan"})
+    assert build_model(cfg, shape=(2,)).time_input == "log_tan"
+    assert continuous_loss(get_preset("toy-meanflow").override({"mf_adaptive_p": 0.0})).adaptive_p == 0.0
+    with pytest.raises(ValueError, match="time_input"):
+        get_preset("toy-sct").override({"time_input": "sigma"})
+    with pytest.raises(ValueError, match="mf_adaptive_p"):
+        get_preset("toy-cd").override({"mf_adaptive_p": 0.5})

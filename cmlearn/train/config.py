@@ -22,13 +22,15 @@ ONLY_FOR = {
     "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
     "ect_q": ("ect",), "ect_stage_steps": ("ect",),
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
-    "time_dtype": ("sct", "scd"), "mf_ratio": ("meanflow",),
+    "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
+    "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
 
 ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
-              "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0}
+              "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0,
+              "mf_adaptive_p": 1.0, "time_input": "t"}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
 them out of the hash at these values, so adding a key does not orphan every existing run."""
 
@@ -78,7 +80,9 @@ class TrainConfig:
     tangent_warmup: int = 0  # sCM: iterations over which the tangent's second term ramps from 0 to 1 (0: none)
     adaptive_weight: bool = True  # sCM: the learned weighting w_phi(t) (loss e^w / D ||.||^2 - w)
     time_dtype: str = "float32"  # sCM: precision of the network's time input (float16 shows the instability)
+    time_input: str = "t"  # sCM: the network's time input c_noise(t): t | log_tan (log(sigma / sd) / 4)
     mf_ratio: float = 0.25  # MeanFlow: fraction of samples with r != t
+    mf_adaptive_p: float = 1.0  # MeanFlow: loss ||D||^2 / sg(||D||^2 + c)^p, this p (0: plain l2)
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX
@@ -128,9 +132,11 @@ class TrainConfig:
         if self.kind == "ect" and (not self.ect_q > 1 or self.ect_stage_steps < 0):
             raise ValueError(f"ECT needs ect_q > 1 and ect_stage_steps >= 0, got ect_q={self.ect_q}, "
                              f"ect_stage_steps={self.ect_stage_steps}")
-        if self.tangent_norm < 0 or self.tangent_warmup < 0 or self.time_dtype not in ("float32", "float16"):
-            raise ValueError(f"need tangent_norm >= 0, tangent_warmup >= 0, time_dtype float32|float16, got "
-                             f"{self.tangent_norm}, {self.tangent_warmup}, {self.time_dtype!r}")
+        if self.tangent_norm < 0 or self.tangent_warmup < 0 or self.time_dtype not in ("float32", "float16") \
+                or self.time_input not in ("t", "log_tan"):
+            raise ValueError(f"need tangent_norm >= 0, tangent_warmup >= 0, time_dtype float32|float16, time_input "
+                             f"t|log_tan, got {self.tangent_norm}, {self.tangent_warmup}, {self.time_dtype!r}, "
+                             f"{self.time_input!r}")
         if self.huber_c < 0 or (self.huber_c > 0 and self.distance != "pseudo_huber"):
             raise ValueError(f"huber_c={self.huber_c} needs huber_c >= 0 and distance='pseudo_huber' (it is "
                              f"pseudo-Huber's c), got distance={self.distance!r}")

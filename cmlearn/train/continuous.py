@@ -23,7 +23,8 @@ def continuous_model(cfg: TrainConfig, net: nn.Module) -> nn.Module:
         return MeanFlowModel(net)
     from cmlearn.core.scm import TrigFlowFunction
 
-    return TrigFlowFunction(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T, time_dtype=cfg.time_dtype)
+    return TrigFlowFunction(net, sigma_data=cfg.sigma_data, eps=cfg.eps, T=cfg.T, time_dtype=cfg.time_dtype,
+                            time_input=cfg.time_input)
 
 
 def continuous_loss(cfg: TrainConfig, teacher=None):
@@ -31,7 +32,7 @@ def continuous_loss(cfg: TrainConfig, teacher=None):
     if cfg.kind == "meanflow":
         from cmlearn.core.meanflow import MeanFlowLoss
 
-        return MeanFlowLoss(p_mean=cfg.p_mean, p_std=cfg.p_std, ratio=cfg.mf_ratio)
+        return MeanFlowLoss(p_mean=cfg.p_mean, p_std=cfg.p_std, ratio=cfg.mf_ratio, adaptive_p=cfg.mf_adaptive_p)
     from cmlearn.core.scm import SCMLoss
 
     if cfg.kind == "scd" and teacher is None:
