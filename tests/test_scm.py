@@ -135,8 +135,6 @@ def test_continuous_presets_build_and_run_one_loss_step():
 
 def test_config_keys_reach_the_model_and_loss():
     """time_input (sCM) and mf_adaptive_p (MeanFlow) travel from the config; bad values stop at the config."""
-    import pytest
-
     from cmlearn.train.continuous import continuous_loss
     from cmlearn.train.presets import get_preset
     from cmlearn.train.runs import build_model
@@ -148,3 +146,5 @@ def test_config_keys_reach_the_model_and_loss():
         get_preset("toy-sct").override({"time_input": "sigma"})
     with pytest.raises(ValueError, match="mf_adaptive_p"):
         get_preset("toy-cd").override({"mf_adaptive_p": 0.5})
+    with pytest.raises(ValueError, match="mf_adaptive_p >= 0"):
+        get_preset("toy-meanflow").override({"mf_adaptive_p": -1.0})

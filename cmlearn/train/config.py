@@ -9,6 +9,7 @@ from typing import Any
 
 from cmlearn.core.parameterization import SIGMA_DATA
 from cmlearn.core.schedules import EPS, RHO, T_MAX
+from cmlearn.core.scm import TIME_DTYPES, TIME_INPUTS
 
 KINDS = ("edm", "cd", "ct", "ict", "pd", "ect", "sct", "scd", "meanflow")
 SWITCH = ("auto", "true", "false")
@@ -132,11 +133,11 @@ class TrainConfig:
         if self.kind == "ect" and (not self.ect_q > 1 or self.ect_stage_steps < 0):
             raise ValueError(f"ECT needs ect_q > 1 and ect_stage_steps >= 0, got ect_q={self.ect_q}, "
                              f"ect_stage_steps={self.ect_stage_steps}")
-        if self.tangent_norm < 0 or self.tangent_warmup < 0 or self.time_dtype not in ("float32", "float16") \
-                or self.time_input not in ("t", "log_tan"):
-            raise ValueError(f"need tangent_norm >= 0, tangent_warmup >= 0, time_dtype float32|float16, time_input "
-                             f"t|log_tan, got {self.tangent_norm}, {self.tangent_warmup}, {self.time_dtype!r}, "
-                             f"{self.time_input!r}")
+        if self.tangent_norm < 0 or self.tangent_warmup < 0 or self.time_dtype not in TIME_DTYPES \
+                or self.time_input not in TIME_INPUTS or self.mf_adaptive_p < 0:
+            raise ValueError(f"need tangent_norm >= 0, tangent_warmup >= 0, time_dtype in {sorted(TIME_DTYPES)}, "
+                             f"time_input in {TIME_INPUTS}, mf_adaptive_p >= 0, got {self.tangent_norm}, "
+                             f"{self.tangent_warmup}, {self.time_dtype!r}, {self.time_input!r}, {self.mf_adaptive_p}")
         if self.huber_c < 0 or (self.huber_c > 0 and self.distance != "pseudo_huber"):
             raise ValueError(f"huber_c={self.huber_c} needs huber_c >= 0 and distance='pseudo_huber' (it is "
                              f"pseudo-Huber's c), got distance={self.distance!r}")
