@@ -22,3 +22,10 @@ def test_cifar10_flops_counts_cd_above_ct_above_edm():
     assert 80 < lpips < 110  # VGG16 features at 224: ~30.7 GFLOP forward, counted three times
     assert cd > ct > edm > 0 and ct > lpips  # CD adds the Heun teacher's two evaluations to CT's step
 
+
+
+def test_side_by_side_benchmark_prints_both_rates_and_their_ratio():
+    text = run("benchmarks/side_by_side.py", "--steps", "20")
+    seq, side, ratio = re.search(r"one after another ([0-9.]+), side by side ([0-9.]+) -> ([0-9.]+)x", text).groups()
+    assert float(seq) > 0 and float(side) > 0
+    assert abs(float(ratio) - float(side) / float(seq)) < 0.02 * float(ratio) + 0.01  # the ratio of the two rates

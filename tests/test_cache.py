@@ -1,6 +1,7 @@
 """The run cache: train_or_load trains a config once, keyed by its hash, and resumes or reloads after."""
 
 import pytest
+import torch
 
 from cmlearn.train import cache
 from cmlearn.train.config import TrainConfig
@@ -38,6 +39,16 @@ def test_train_or_load_needs_its_side_files(tmp_path):
     run = cache.train_or_load(tiny(), "n", cache=tmp_path)
     stamp = (run.path / "checkpoints" / "latest.pt").stat().st_mtime_ns
     seen = []
-    cache.train_or_load(tiny(), "n", cache=tmp_path, needs=("curve.json",), on_checkpoint=lambda s, e: seen.append(s))
-    # the file is missing, so train() is called: the run is finished, so nothing is retrained and no checkpoint hook
-    assert seen == [] and (run.path / "checkpoints" / "latest.pt").stat().st_mtime_ns == stamp
+
+    def hook(step, ema):
+        seen.append(step)
+        (run.path / "curve.json").write_text("[]")
+
+    again = cache.train_or_load(tiny(), "n", cache=tmp_path, needs=("curve.json",), on_checkpoint=hook)
+    # the file is missing, so the finished run trains afresh (a resumed one would call no hook and never write it)
+    assert seen == [2, 4] and (run.path / "checkpoints" / "latest.pt").stat().st_mtime_ns != stamp
+    assert again.step == run.step and all(torch.equal(a, b) for a, b in zip(again.model.parameters(),
+                                                                            run.model.parameters()))
+    seen.clear()
+    cache.train_or_load(tiny(), "n", cache=tmp_path, needs=("curve.json",), on_checkpoint=hook)
+    assert seen == []  # now it has the file: loaded

@@ -89,3 +89,26 @@ def test_train_with_curve_records_and_reloads(tmp_path):
     assert len(fig.axes[0].lines) == 3
     with pytest.raises(ValueError, match="name"):
         ct_widgets.train_with_curve(cfg, "a/b", ref=ref, cache=tmp_path)
+
+
+def test_curve_jobs_train_side_by_side_and_then_load(tmp_path):
+    from cmlearn.train.parallel import side_by_side
+
+    small = {"steps": 8, "batch_size": 64, "checkpoint_every": 4, "log_every": 4,
+             "net_kwargs": {"width": 32, "depth": 2, "emb_dim": 16}}
+    cfg = get_preset("toy-ict").override(small)
+    members = {"adaptive": get_preset("toy-ct").override(small),
+               18: get_preset("toy-ct").override({**small, "ct_fixed_N": 18, "ct_fixed_mu": 0.9884})}
+    ref = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.5
+    jobs = {"one": ct_widgets.curve_job(cfg, "one", ref=ref, cache=tmp_path),
+            "ensemble": ct_widgets.ensemble_curve_job(members, "ens", ref=ref, cache=tmp_path)}
+    assert side_by_side(jobs, workers=2, progress=False) == ["one", "ensemble"]
+    assert all(job.done() for job in jobs.values()) and side_by_side(jobs, workers=2) == []
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/checkpoints/latest.pt")}
+    run, curve = ct_widgets.train_with_curve(cfg, "one", ref=ref, cache=tmp_path)
+    runs, curves = ct_widgets.train_ensemble_with_curves(members, "ens", ref=ref, cache=tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # loaded, not trained again
+    assert [s for s, _ in curve] == [4, 8] and list(curves) == ["adaptive", 18]
+    assert all([s for s, _ in c] == [4, 8] for c in curves.values())
+    for key, r in runs.items():  # each curve's last point is the saved EMA model's distance
+        assert sample_distance(r.model, ref, seed=0) == pytest.approx(curves[key][-1][1], rel=1e-6)

@@ -75,3 +75,30 @@ def test_edm_and_wrong_out_dirs_are_refused(tmp_path):
         train_ensemble([get_preset("toy-edm").override(SMALL)], [tmp_path / "a"])
     with pytest.raises(ValueError, match="one out_dir per config"):
         train_ensemble(members()[:2], [tmp_path / "a"])
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_on_checkpoint_sees_each_members_ema_and_needs_retrains(tmp_path, batched):
+    cfgs = members()[:2]
+    seen = []
+
+    def hook(path, step, ema):
+        seen.append((path.name, step, [p.detach().clone() for p in ema.parameters()]))
+        (path / "marker.json").write_text(json.dumps(step))
+
+    runs = train_or_load_ensemble(cfgs, "ens", cache=tmp_path, progress=False, batched=batched, on_checkpoint=hook,
+                                  needs=("marker.json",))
+    names = [r.path.name for r in runs]
+    assert sorted((n, s) for n, s, _ in seen) == sorted((n, s) for n in names for s in (3, 6))
+    for name, step, params in seen:  # the last call of each member holds the EMA weights it saved
+        if step == 6:
+            run = runs[names.index(name)]
+            assert all(torch.allclose(a, b) for a, b in zip(params, run.model.parameters()))
+    seen.clear()
+    train_or_load_ensemble(cfgs, "ens", cache=tmp_path, progress=False, batched=batched, on_checkpoint=hook,
+                           needs=("marker.json",))
+    assert seen == []  # finished, with the needed file: loaded
+    (runs[1].path / "marker.json").unlink()
+    train_or_load_ensemble(cfgs, "ens", cache=tmp_path, progress=False, batched=batched, on_checkpoint=hook,
+                           needs=("marker.json",))
+    assert {n for n, _, _ in seen} == {names[1]}  # only the member without it trains again

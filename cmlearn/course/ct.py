@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,7 @@ from cmlearn.core.schedules import ct_ema_decay, ct_num_steps, ict_num_steps
 from cmlearn.train.cache import run_dir, train_or_load
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.evaluate import sample_distance
+from cmlearn.train.parallel import Job
 from cmlearn.train.runs import Run
 
 # ---------------------------------------------------------------- curriculum panel: compute
@@ -93,7 +95,7 @@ def ct_schedule_panel(*, s0: int = 2, s1: int = 150, mu0: float = 0.9, K: int = 
 
 
 def train_with_curve(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: str | Path | None = None,
-                     seed: int = 0) -> tuple[Run, list[tuple[int, float]]]:
+                     seed: int = 0, progress: bool | None = None) -> tuple[Run, list[tuple[int, float]]]:
     """``train_or_load`` with a learning curve: at every checkpoint the 1-step sliced W2 of the EMA model to
     ``ref`` is appended to RUN_DIR/curve.json; returns the run and its curve [(step, distance), ...]."""
     curve_file = run_dir(cfg, name, cache=cache) / "curve.json"
@@ -103,8 +105,52 @@ def train_with_curve(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: s
         curve.append((step, sample_distance(ema, ref, steps=1, seed=seed)))
         curve_file.write_text(json.dumps(curve))
 
-    run = train_or_load(cfg, name, cache=cache, on_checkpoint=record, needs=("curve.json",))
+    run = train_or_load(cfg, name, cache=cache, on_checkpoint=record, needs=("curve.json",), progress=progress)
     return run, [tuple(p) for p in json.loads(curve_file.read_text())]
+
+
+def train_ensemble_with_curves(cfgs: Mapping, name: str, *, ref: torch.Tensor, cache: str | Path | None = None,
+                               seed: int = 0, batched: bool = True, progress: bool | None = None
+                               ) -> tuple[dict, dict]:
+    """``train_with_curve`` for many small runs trained as one batched ensemble (``cmlearn.train.ensemble``):
+    ``cfgs`` maps a label to a config; returns ({label: run}, {label: curve}). Curves live in RUN_DIR/curve.json,
+    kept up to the step a run restarts from (an interrupted ensemble restarts from step 0)."""
+    from cmlearn.train.ensemble import train_or_load_ensemble
+
+    curves: dict[Path, list] = {}
+
+    def record(path, step, ema):
+        path = Path(path)
+        if path not in curves:
+            old = json.loads((path / "curve.json").read_text()) if (path / "curve.json").exists() else []
+            curves[path] = [tuple(p) for p in old if p[0] < step]
+        curve = curves[path]
+        curve.append((step, sample_distance(ema, ref, steps=1, seed=seed)))
+        (path / "curve.json").write_text(json.dumps(curve))
+
+    runs = train_or_load_ensemble(list(cfgs.values()), name, cache=cache, on_checkpoint=record, needs=("curve.json",),
+                                  batched=batched, progress=progress)
+    out_runs = dict(zip(cfgs, runs))
+    out_curves = {label: [tuple(p) for p in json.loads((r.path / "curve.json").read_text())]
+                  for label, r in out_runs.items()}
+    return out_runs, out_curves
+
+
+def curve_job(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: str | Path | None = None) -> Job:
+    """``train_with_curve`` as a ``cmlearn.train.parallel.Job``, to train beside others (``side_by_side``)."""
+    return Job(partial(_quietly, train_with_curve, cfg, name, ref=ref, cache=cache),
+               runs=[(run_dir(cfg, name, cache=cache), cfg.steps)], needs=("curve.json",))
+
+
+def ensemble_curve_job(cfgs: Mapping, name: str, *, ref: torch.Tensor, cache: str | Path | None = None) -> Job:
+    """``train_ensemble_with_curves`` as a ``cmlearn.train.parallel.Job`` (its members' run directories)."""
+    return Job(partial(_quietly, train_ensemble_with_curves, cfgs, name, ref=ref, cache=cache),
+               runs=[(run_dir(c, name, cache=cache), c.steps) for c in cfgs.values()], needs=("curve.json",))
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    """Call ``fn`` without a progress bar and return nothing (a worker's result travels back pickled)."""
+    fn(*args, progress=False, **kwargs)
 
 
 def plot_curves(curves: Mapping[str, list], *, bar: float | None = None, floor: float | None = None, ax=None,

@@ -53,6 +53,14 @@ def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> 
     return Path(cache if cache is not None else cache_dir()) / f"{name}-{config_key(cfg)}"
 
 
+def is_finished(path: str | Path, steps: int, needs: tuple[str, ...] = ()) -> bool:
+    """A run directory whose checkpoint reached ``steps``, with the files ``needs`` beside it."""
+    path = Path(path)
+    if not (path / "checkpoints" / "latest.pt").exists() or not all((path / f).exists() for f in needs):
+        return False
+    return load_run(path).step >= steps
+
+
 def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, progress: bool | None = None,
                   on_checkpoint: Callable | None = None, needs: tuple[str, ...] = (), retrain: bool = False) -> Run:
     """Load the shipped run of exactly ``cfg`` (unless ``retrain``), else CACHE/NAME-HASH if it holds a finished
@@ -66,9 +74,8 @@ def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = Non
               "`cmlearn demo --train` for the demo's run)")
         return load_run(shipped)
     out = run_dir(cfg, name, cache=cache)
-    if (out / "checkpoints" / "latest.pt").exists() and all((out / f).exists() for f in needs):
-        run = load_run(out)
-        if run.step >= cfg.steps:
-            return run
-    train(cfg, out, resume=True, progress=progress, on_checkpoint=on_checkpoint)
+    if is_finished(out, cfg.steps, needs):
+        return load_run(out)
+    resume = all((out / f).exists() for f in needs)  # a finished run lacking a needed file trains afresh
+    train(cfg, out, resume=resume, progress=progress, on_checkpoint=on_checkpoint)
     return load_run(out)

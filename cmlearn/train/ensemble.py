@@ -15,13 +15,13 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from cmlearn.train.cache import pretrained_dir, run_dir
+from cmlearn.train.cache import is_finished, pretrained_dir, run_dir
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.distributed import resolve_device
 from cmlearn.train.loop import _bar, init_model, learning_rate, log_record, make_loss, save
@@ -113,11 +113,12 @@ class _Members:
         return parts
 
 
-def train_ensemble(cfgs: Sequence[TrainConfig], out_dirs: Sequence[str | Path], *,
-                   progress: bool | None = None) -> list[Path]:
+def train_ensemble(cfgs: Sequence[TrainConfig], out_dirs: Sequence[str | Path], *, progress: bool | None = None,
+                   on_checkpoint: Callable | None = None) -> list[Path]:
     """Train ``cfgs`` together; member i is written to ``out_dirs[i]`` (config.json, checkpoints/latest.pt,
-    metrics.jsonl) as ``cmlearn.train.loop.train`` would write it. Raises FloatingPointError naming the member
-    with a non-finite loss."""
+    metrics.jsonl) as ``cmlearn.train.loop.train`` would write it, and ``on_checkpoint(i, step, ema)`` is called
+    for each member after each checkpoint (a lone run's ``on_checkpoint(step, ema)``, with the member's index).
+    Raises FloatingPointError naming the member with a non-finite loss."""
     check_members(cfgs)
     if len(out_dirs) != len(cfgs):
         raise ValueError(f"need one out_dir per config: {len(cfgs)} configs, {len(out_dirs)} out_dirs")
@@ -154,8 +155,11 @@ def train_ensemble(cfgs: Sequence[TrainConfig], out_dirs: Sequence[str | Path], 
                     sums, n, t0 = torch.zeros(len(cfgs)), 0, time.perf_counter()
                 if done % cfgs[0].checkpoint_every == 0 or done == steps:
                     for i, (out, cfg) in enumerate(zip(outs, cfgs)):
-                        save(out / "checkpoints" / "latest.pt", cfg, ens.member(i, done), step=done,
-                             gens=[ens.gens[i]], shape=ens.shape, rank=0, world=1, device=ens.device)
+                        parts = ens.member(i, done)
+                        save(out / "checkpoints" / "latest.pt", cfg, parts, step=done, gens=[ens.gens[i]],
+                             shape=ens.shape, rank=0, world=1, device=ens.device)
+                        if on_checkpoint is not None:
+                            on_checkpoint(i, done, parts["ema"].eval())
     finally:
         for log in logs:
             log.close()
@@ -163,29 +167,29 @@ def train_ensemble(cfgs: Sequence[TrainConfig], out_dirs: Sequence[str | Path], 
 
 
 def train_or_load_ensemble(cfgs: Sequence[TrainConfig], name: str, *, cache: str | Path | None = None,
-                           progress: bool | None = None, batched: bool = True) -> list[Run]:
-    """``cmlearn.train.cache.train_or_load`` for many configs: shipped or finished runs (CACHE/NAME-HASH) are
-    loaded, the rest (duplicates once) trained together by ``train_ensemble`` (``batched=False``: one after
-    another by ``cmlearn.train.loop.train``, into the same directories); the runs in the order of ``cfgs``."""
+                           progress: bool | None = None, batched: bool = True, on_checkpoint: Callable | None = None,
+                           needs: tuple[str, ...] = ()) -> list[Run]:
+    """``cmlearn.train.cache.train_or_load`` for many configs: shipped or finished runs (CACHE/NAME-HASH, with
+    the files ``needs`` beside them; a shipped run is not used when ``needs`` is given) are loaded, the rest
+    (duplicates once) trained together by ``train_ensemble`` (``batched=False``: one after another by
+    ``cmlearn.train.loop.train``, into the same directories); the runs in the order of ``cfgs``.
+    ``on_checkpoint(path, step, ema)`` is called at each checkpoint of each trained run, ``path`` its directory."""
     from cmlearn.train.loop import train
 
-    dirs = [pretrained_dir(c) or run_dir(c, name, cache=cache) for c in cfgs]
+    dirs = [(None if needs else pretrained_dir(c)) or run_dir(c, name, cache=cache) for c in cfgs]
     todo = {}
     for cfg, d in zip(cfgs, dirs):
-        if not _finished(d, cfg.steps):
+        if not is_finished(d, cfg.steps, needs):
             todo[d] = cfg
+    paths = list(todo)
     if todo and batched:
-        train_ensemble(list(todo.values()), list(todo), progress=progress)
+        hook = None if on_checkpoint is None else (lambda i, step, ema: on_checkpoint(paths[i], step, ema))
+        train_ensemble(list(todo.values()), paths, progress=progress, on_checkpoint=hook)
     for d, cfg in todo.items() if not batched else ():
-        train(cfg, d, resume=True, progress=progress)
+        hook = None if on_checkpoint is None else (lambda step, ema, d=d: on_checkpoint(d, step, ema))
+        resume = all((d / f).exists() for f in needs)  # a finished run lacking a needed file trains afresh
+        train(cfg, d, resume=resume, progress=progress, on_checkpoint=hook)
     return [load_run(d) for d in dirs]
-
-
-def _finished(path: Path, steps: int) -> bool:
-    """A run directory whose checkpoint reached ``steps``."""
-    if not (path / "checkpoints" / "latest.pt").exists():
-        return False
-    return load_run(path).step >= steps
 
 
 def _show() -> bool:
