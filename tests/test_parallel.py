@@ -45,10 +45,19 @@ def test_a_failing_job_is_named(tmp_path, workers):
         side_by_side(jobs, workers=workers, progress=False)
 
 
-def test_a_worker_that_dies_is_reported_not_waited_for():
-    jobs = {"dies": Job(partial(os._exit, 3)), "waits": Job(partial(time.sleep, 0.1))}
-    with pytest.raises(RuntimeError, match="'dies' failed"):
+def test_a_worker_that_dies_is_named_with_its_exit_code(capsys):
+    jobs = {"healthy": Job(partial(time.sleep, 2)), "dies": Job(partial(os._exit, 3))}
+    with pytest.raises(RuntimeError, match=r"'dies' failed: .*exit code 3"):
         side_by_side(jobs, workers=2, progress=False)
+    assert "healthy: done" in capsys.readouterr().out  # the other job was neither blamed nor killed
+
+
+def test_jobs_a_worker_cannot_import_or_that_share_a_run_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="'mine'.*cannot be imported"):
+        side_by_side({"mine": Job(lambda: None), "other": Job(partial(time.sleep, 0))}, workers=2)
+    cfg = configs()["cd"]
+    with pytest.raises(ValueError, match="'a' and 'b' both write"):
+        side_by_side({"a": train_job(cfg, "x", cache=tmp_path), "b": train_job(cfg, "x", cache=tmp_path)})
 
 
 def test_ctrl_c_stops_the_workers(monkeypatch, tmp_path):

@@ -6,6 +6,7 @@ paper's Figure 3d in miniature (fixed N against the adaptive curriculum).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from cmlearn.core.schedules import ct_ema_decay, ct_num_steps, ict_num_steps
-from cmlearn.train.cache import run_dir, train_or_load
+from cmlearn.train.cache import cache_dir, run_dir, train_or_load
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.evaluate import sample_distance
 from cmlearn.train.parallel import Job
@@ -103,7 +104,7 @@ def train_with_curve(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: s
 
     def record(step, ema):
         curve.append((step, sample_distance(ema, ref, steps=1, seed=seed)))
-        curve_file.write_text(json.dumps(curve))
+        _write_json(curve_file, curve)
 
     run = train_or_load(cfg, name, cache=cache, on_checkpoint=record, needs=("curve.json",), progress=progress)
     return run, [tuple(p) for p in json.loads(curve_file.read_text())]
@@ -126,7 +127,7 @@ def train_ensemble_with_curves(cfgs: Mapping, name: str, *, ref: torch.Tensor, c
             curves[path] = [tuple(p) for p in old if p[0] < step]
         curve = curves[path]
         curve.append((step, sample_distance(ema, ref, steps=1, seed=seed)))
-        (path / "curve.json").write_text(json.dumps(curve))
+        _write_json(path / "curve.json", curve)
 
     runs = train_or_load_ensemble(list(cfgs.values()), name, cache=cache, on_checkpoint=record, needs=("curve.json",),
                                   batched=batched, progress=progress)
@@ -138,19 +139,30 @@ def train_ensemble_with_curves(cfgs: Mapping, name: str, *, ref: torch.Tensor, c
 
 def curve_job(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: str | Path | None = None) -> Job:
     """``train_with_curve`` as a ``cmlearn.train.parallel.Job``, to train beside others (``side_by_side``)."""
+    cache = Path(cache) if cache is not None else cache_dir()
     return Job(partial(_quietly, train_with_curve, cfg, name, ref=ref, cache=cache),
-               runs=[(run_dir(cfg, name, cache=cache), cfg.steps)], needs=("curve.json",))
+               runs=[(run_dir(cfg, name, cache=cache), cfg.steps)], needs=("curve.json",),
+               here=partial(train_with_curve, cfg, name, ref=ref, cache=cache))
 
 
 def ensemble_curve_job(cfgs: Mapping, name: str, *, ref: torch.Tensor, cache: str | Path | None = None) -> Job:
     """``train_ensemble_with_curves`` as a ``cmlearn.train.parallel.Job`` (its members' run directories)."""
+    cache = Path(cache) if cache is not None else cache_dir()
     return Job(partial(_quietly, train_ensemble_with_curves, cfgs, name, ref=ref, cache=cache),
-               runs=[(run_dir(c, name, cache=cache), c.steps) for c in cfgs.values()], needs=("curve.json",))
+               runs=[(run_dir(c, name, cache=cache), c.steps) for c in cfgs.values()], needs=("curve.json",),
+               here=partial(train_ensemble_with_curves, cfgs, name, ref=ref, cache=cache))
 
 
 def _quietly(fn, *args, **kwargs) -> None:
     """Call ``fn`` without a progress bar and return nothing (a worker's result travels back pickled)."""
     fn(*args, progress=False, **kwargs)
+
+
+def _write_json(path: Path, value) -> None:
+    """Write JSON so that a reader never sees half a file (a kill mid-write leaves the old one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
 
 
 def plot_curves(curves: Mapping[str, list], *, bar: float | None = None, floor: float | None = None, ax=None,
