@@ -18,7 +18,7 @@ from cmlearn.core.schedules import ct_ema_decay, ct_num_steps, ict_num_steps
 from cmlearn.train.cache import cache_dir, run_dir, train_or_load
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.evaluate import sample_distance
-from cmlearn.train.parallel import Job
+from cmlearn.train.parallel import Job, quietly
 from cmlearn.train.runs import Run
 
 # ---------------------------------------------------------------- curriculum panel: compute
@@ -100,14 +100,26 @@ def train_with_curve(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: s
     """``train_or_load`` with a learning curve: at every checkpoint the 1-step sliced W2 of the EMA model to
     ``ref`` is appended to RUN_DIR/curve.json; returns the run and its curve [(step, distance), ...]."""
     curve_file = run_dir(cfg, name, cache=cache) / "curve.json"
-    curve = [tuple(p) for p in json.loads(curve_file.read_text())] if curve_file.exists() else []
-
-    def record(step, ema):
-        curve.append((step, sample_distance(ema, ref, steps=1, seed=seed)))
-        _write_json(curve_file, curve)
-
-    run = train_or_load(cfg, name, cache=cache, on_checkpoint=record, needs=("curve.json",), progress=progress)
+    record = _curve_recorder(ref, seed)
+    run = train_or_load(cfg, name, cache=cache, on_checkpoint=lambda step, ema: record(curve_file.parent, step, ema),
+                        needs=("curve.json",), progress=progress)
     return run, [tuple(p) for p in json.loads(curve_file.read_text())]
+
+
+def _curve_recorder(ref: torch.Tensor, seed: int):
+    """record(run_dir, step, ema): append the EMA model's 1-step sliced W2 to RUN_DIR/curve.json, keeping the
+    points before ``step`` (a run that resumes, or restarts from step 0, continues its curve from there)."""
+    curves: dict[Path, list] = {}
+
+    def record(path, step, ema):
+        path = Path(path)
+        if path not in curves:
+            old = json.loads((path / "curve.json").read_text()) if (path / "curve.json").exists() else []
+            curves[path] = [tuple(p) for p in old if p[0] < step]
+        curves[path].append((step, sample_distance(ema, ref, steps=1, seed=seed)))
+        _write_json(path / "curve.json", curves[path])
+
+    return record
 
 
 def train_ensemble_with_curves(cfgs: Mapping, name: str, *, ref: torch.Tensor, cache: str | Path | None = None,
@@ -118,17 +130,7 @@ def train_ensemble_with_curves(cfgs: Mapping, name: str, *, ref: torch.Tensor, c
     kept up to the step a run restarts from (an interrupted ensemble restarts from step 0)."""
     from cmlearn.train.ensemble import train_or_load_ensemble
 
-    curves: dict[Path, list] = {}
-
-    def record(path, step, ema):
-        path = Path(path)
-        if path not in curves:
-            old = json.loads((path / "curve.json").read_text()) if (path / "curve.json").exists() else []
-            curves[path] = [tuple(p) for p in old if p[0] < step]
-        curve = curves[path]
-        curve.append((step, sample_distance(ema, ref, steps=1, seed=seed)))
-        _write_json(path / "curve.json", curve)
-
+    record = _curve_recorder(ref, seed)
     runs = train_or_load_ensemble(list(cfgs.values()), name, cache=cache, on_checkpoint=record, needs=("curve.json",),
                                   batched=batched, progress=progress)
     out_runs = dict(zip(cfgs, runs))
@@ -140,7 +142,7 @@ def train_ensemble_with_curves(cfgs: Mapping, name: str, *, ref: torch.Tensor, c
 def curve_job(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: str | Path | None = None) -> Job:
     """``train_with_curve`` as a ``cmlearn.train.parallel.Job``, to train beside others (``side_by_side``)."""
     cache = Path(cache) if cache is not None else cache_dir()
-    return Job(partial(_quietly, train_with_curve, cfg, name, ref=ref, cache=cache),
+    return Job(partial(quietly, train_with_curve, cfg, name, ref=ref, cache=cache),
                runs=[(run_dir(cfg, name, cache=cache), cfg.steps)], needs=("curve.json",),
                here=partial(train_with_curve, cfg, name, ref=ref, cache=cache))
 
@@ -148,14 +150,9 @@ def curve_job(cfg: TrainConfig, name: str, *, ref: torch.Tensor, cache: str | Pa
 def ensemble_curve_job(cfgs: Mapping, name: str, *, ref: torch.Tensor, cache: str | Path | None = None) -> Job:
     """``train_ensemble_with_curves`` as a ``cmlearn.train.parallel.Job`` (its members' run directories)."""
     cache = Path(cache) if cache is not None else cache_dir()
-    return Job(partial(_quietly, train_ensemble_with_curves, cfgs, name, ref=ref, cache=cache),
+    return Job(partial(quietly, train_ensemble_with_curves, cfgs, name, ref=ref, cache=cache),
                runs=[(run_dir(c, name, cache=cache), c.steps) for c in cfgs.values()], needs=("curve.json",),
                here=partial(train_ensemble_with_curves, cfgs, name, ref=ref, cache=cache))
-
-
-def _quietly(fn, *args, **kwargs) -> None:
-    """Call ``fn`` without a progress bar and return nothing (a worker's result travels back pickled)."""
-    fn(*args, progress=False, **kwargs)
 
 
 def _write_json(path: Path, value) -> None:

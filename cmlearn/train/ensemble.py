@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from cmlearn.train.cache import is_finished, pretrained_dir, run_dir
+from cmlearn.train.cache import is_finished, pretrained_dir, run_dir, train_or_load
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.distributed import resolve_device
 from cmlearn.train.loop import _bar, init_model, learning_rate, log_record, make_loss, save
@@ -174,8 +174,6 @@ def train_or_load_ensemble(cfgs: Sequence[TrainConfig], name: str, *, cache: str
     (duplicates once) trained together by ``train_ensemble`` (``batched=False``: one after another by
     ``cmlearn.train.loop.train``, into the same directories); the runs in the order of ``cfgs``.
     ``on_checkpoint(path, step, ema)`` is called at each checkpoint of each trained run, ``path`` its directory."""
-    from cmlearn.train.loop import train
-
     dirs = [(None if needs else pretrained_dir(c)) or run_dir(c, name, cache=cache) for c in cfgs]
     todo = {}
     for cfg, d in zip(cfgs, dirs):
@@ -187,8 +185,7 @@ def train_or_load_ensemble(cfgs: Sequence[TrainConfig], name: str, *, cache: str
         train_ensemble(list(todo.values()), paths, progress=progress, on_checkpoint=hook)
     for d, cfg in todo.items() if not batched else ():
         hook = None if on_checkpoint is None else (lambda step, ema, d=d: on_checkpoint(d, step, ema))
-        resume = all((d / f).exists() for f in needs)  # a finished run lacking a needed file trains afresh
-        train(cfg, d, resume=resume, progress=progress, on_checkpoint=hook)
+        train_or_load(cfg, name, cache=cache, progress=progress, on_checkpoint=hook, needs=needs)
     return [load_run(d) for d in dirs]
 
 

@@ -67,12 +67,14 @@ def train_job(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -
     """A Job that ``train_or_load``s ``cfg`` into CACHE/NAME-HASH (CACHE resolved now, as the worker may not)."""
     cache = Path(cache) if cache is not None else cache_dir()
     out = pretrained_dir(cfg) or run_dir(cfg, name, cache=cache)  # where train_or_load will find it
-    return Job(partial(_train_or_load_quietly, cfg, name, cache), runs=[(out, cfg.steps)],
+    return Job(partial(quietly, train_or_load, cfg, name, cache=cache), runs=[(out, cfg.steps)],
                here=partial(train_or_load, cfg, name, cache=cache))
 
 
-def _train_or_load_quietly(cfg: TrainConfig, name: str, cache: str | Path | None) -> None:
-    train_or_load(cfg, name, cache=cache, progress=False)
+def quietly(fn: Callable, *args, **kwargs) -> None:
+    """Call ``fn(*args, progress=False, **kwargs)`` and return nothing: a worker's call (no bar in a process
+    nobody watches, no result to send back)."""
+    fn(*args, progress=False, **kwargs)
 
 
 def default_workers(n_jobs: int) -> int:
