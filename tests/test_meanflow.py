@@ -12,10 +12,11 @@ from cmlearn.core.meanflow import (
     exact_velocity,
     sample_times,
 )
-from cmlearn.core.sampling import meanflow_sample
+from cmlearn.core.sampling import meanflow_sample, meanflow_velocity_sample
 from cmlearn.data.toys2d import preset
 from cmlearn.metrics import sliced_wasserstein
 from cmlearn.nets.mlp import MLP
+from cmlearn.train.presets import get_preset
 
 
 def test_exact_one_step_is_a_sample_of_the_data():
@@ -51,6 +52,23 @@ def test_sample_times_ratio_and_order():
         sample_times(4, ratio=1.5)
 
 
+def test_uniform_times_reach_the_one_step_corner():
+    """Uniform (r, t): min and max of two uniforms (means 1/3, 2/3); the logit-normal(-0.4, 1) almost never draws
+    r < 0.05, the corner (r, t) = (0, 1) that one step from noise asks for."""
+    g = torch.Generator().manual_seed(0)
+    r, t = sample_times(40_000, sampler="uniform", ratio=1.0, generator=g)
+    assert abs(float(r.mean()) - 1 / 3) < 0.01 and abs(float(t.mean()) - 2 / 3) < 0.01 and (r <= t).all()
+    assert float((r < 0.05).double().mean()) > 0.08  # 1 - 0.95^2 = 0.0975
+    r_ln, _ = sample_times(40_000, ratio=1.0, generator=g)
+    assert float((r_ln < 0.05).double().mean()) < 0.02
+    with pytest.raises(ValueError, match="sampler='beta'"):
+        sample_times(4, sampler="beta")
+    with pytest.raises(ValueError, match="mf_times='beta'"):
+        get_preset("toy-meanflow").override({"mf_times": "beta"})
+    with pytest.raises(ValueError, match="mf_times"):
+        get_preset("toy-ict").override({"mf_times": "uniform"})
+
+
 def test_loss_is_finite_and_trains_the_net():
     torch.manual_seed(0)
     model = MeanFlowModel(MLP(2, width=32, depth=2, n_times=2))
@@ -68,6 +86,28 @@ def test_one_step_sampling_is_z_minus_u():
     assert torch.allclose(meanflow_sample(model, z, steps=1), z - model(z, 0.0, 1.0))
     with pytest.raises(ValueError, match="steps"):
         meanflow_sample(model, z, steps=0)
+
+
+class ExactMeanFlow(torch.nn.Module):
+    """u(z, r, t) of the mixture, exactly (dopri5 on its flow ODE); float64."""
+
+    def __init__(self, dist):
+        super().__init__()
+        self.dist, self.dummy = dist, torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, z, r, t):
+        return exact_average_velocity(self.dist.denoiser, z, float(r), float(t))
+
+
+def test_euler_on_the_instantaneous_velocity_converges_to_the_one_step_map():
+    """Euler on v(z, t) = u(z, t, t) approaches the exact x = z - u(z, 0, 1) at order about 1 in the step count."""
+    model = ExactMeanFlow(preset("eight_gaussians"))
+    z = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = meanflow_sample(model, z, steps=1)
+    errs = [float((meanflow_velocity_sample(model, z, steps=k) - exact).norm(dim=1).mean()) for k in (25, 50, 100)]
+    assert errs[0] > errs[1] > errs[2] and 1.4 < errs[0] / errs[1] < 2.8 and 1.4 < errs[1] / errs[2] < 2.8, errs
+    with pytest.raises(ValueError, match="steps"):
+        meanflow_velocity_sample(model, z, steps=0)
 
 
 def test_cli_trains_samples_and_evaluates_a_point_cloud(tmp_path, capsys):
@@ -104,3 +144,17 @@ def test_a_short_training_learns_the_exact_average_velocity():
     after = average_velocity_error(model, dist, pairs=pairs, n=1000)
     assert min(before.values()) > 0.95
     assert after[(0.0, 1.0)] < 0.7 and after[(0.5, 1.0)] < 0.35, after
+
+
+def test_own_flow_distances_of_the_exact_model_reach_the_data():
+    """With the exact u, one jump is exact and Euler on v converges to it: both near the data-vs-data distance,
+    Euler with 2 steps far from it (measured: 1 jump 0.050, Euler 2 / 50 steps 0.30 / 0.050, floor 0.041)."""
+    from cmlearn.course.continuous import own_flow_distances
+    from cmlearn.metrics import sliced_wasserstein
+
+    dist = preset("eight_gaussians")
+    g = torch.Generator().manual_seed(1)
+    ref = dist.sample(300, generator=g)
+    floor = sliced_wasserstein(dist.sample(300, generator=g), ref)
+    res = own_flow_distances(ExactMeanFlow(dist), ref, jumps=(1,), euler=(2, 50))
+    assert res["jumps"][1] < 2 * floor and res["euler"][50] < 2 * floor and res["euler"][2] > 3 * floor, (res, floor)

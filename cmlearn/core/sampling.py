@@ -122,3 +122,17 @@ def meanflow_sample(model: nn.Module, z: torch.Tensor, *, steps: int = 1) -> tor
     for t, r in zip(ts[:-1], ts[1:]):
         x = x - (t - r) * model(x, r, t)
     return x
+
+
+def meanflow_velocity_sample(model: nn.Module, z: torch.Tensor, *, steps: int) -> torch.Tensor:
+    """Euler on a MeanFlow model's own instantaneous velocity v(z, t) = u(z, t, t) (the r = t boundary of MeanFlow
+    Eq. 3): ``steps`` steps z <- z - (t - s) v(z, t) on an even grid from t = 1 to 0, ``steps`` NFE. Its limit as
+    steps grow is the model's flow ODE, the best its jumps can reproduce. (B, ...) in, out."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    p = next(model.parameters())
+    x = z.to(p)
+    ts = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    for t, s in zip(ts[:-1], ts[1:]):
+        x = x - (t - s) * model(x, t, t)
+    return x

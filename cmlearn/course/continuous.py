@@ -1,5 +1,5 @@
-"""Notebook 10 helpers (continuous time): Appendix B's gaps, sCM's tangent traces, MeanFlow's u, the widget panel
-and the closing table of sample distances."""
+"""Notebook 10 helpers (continuous time): Appendix B's gaps, sCM's tangent traces, MeanFlow's u and its own flow, the
+widget panel and the closing table of sample distances."""
 
 from __future__ import annotations
 
@@ -55,6 +55,24 @@ def average_velocity_error(model, dist, *, pairs=((0.0, 1.0), (0.0, 0.5), (0.5, 
         with torch.no_grad():
             learned = model(z.float(), r, t).double()
         out[(r, t)] = float((learned - exact).norm() / exact.norm())
+    return out
+
+
+def own_flow_distances(model, ref: torch.Tensor, *, jumps: tuple[int, ...] = (1, 2, 4),
+                       euler: tuple[int, ...] = (8, 32, 100), seed: int = 0) -> dict[str, dict[int, float]]:
+    """Sliced W2 to ``ref`` (n, 2) of a MeanFlow model's jumps (``meanflow_sample``, k NFE) and of Euler on its own
+    instantaneous velocity u(z, t, t) (``meanflow_velocity_sample``): {"jumps": {k: sw}, "euler": {k: sw}}, the
+    same noise z (n = len(ref), seed ``seed``) for every row."""
+    from cmlearn.core.sampling import meanflow_sample, meanflow_velocity_sample
+    from cmlearn.metrics import sliced_wasserstein
+
+    z = torch.randn(ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    out: dict[str, dict[int, float]] = {"jumps": {}, "euler": {}}
+    with torch.no_grad():
+        for k in jumps:
+            out["jumps"][k] = sliced_wasserstein(meanflow_sample(model, z, steps=k).double(), ref)
+        for k in euler:
+            out["euler"][k] = sliced_wasserstein(meanflow_velocity_sample(model, z, steps=k).double(), ref)
     return out
 
 

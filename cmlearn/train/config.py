@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cmlearn.core.meanflow import TIME_SAMPLERS as MF_TIMES
 from cmlearn.core.parameterization import SIGMA_DATA
 from cmlearn.core.schedules import EPS, RHO, T_MAX
 from cmlearn.core.scm import TIME_DTYPES, TIME_INPUTS
@@ -24,14 +25,14 @@ ONLY_FOR = {
     "ect_q": ("ect",), "ect_stage_steps": ("ect",),
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
-    "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",),
+    "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",), "mf_times": ("meanflow",),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
 
 ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
               "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0,
-              "mf_adaptive_p": 1.0, "time_input": "t"}
+              "mf_adaptive_p": 1.0, "time_input": "t", "mf_times": "logit_normal"}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
 them out of the hash at these values, so adding a key does not orphan every existing run."""
 
@@ -84,6 +85,7 @@ class TrainConfig:
     time_input: str = "t"  # sCM: the network's time input c_noise(t): t | log_tan (log(sigma / sd) / 4)
     mf_ratio: float = 0.25  # MeanFlow: fraction of samples with r != t
     mf_adaptive_p: float = 1.0  # MeanFlow: loss ||D||^2 / sg(||D||^2 + c)^p, this p (0: plain l2)
+    mf_times: str = "logit_normal"  # MeanFlow: how (r, t) are drawn: logit_normal (p_mean, p_std) | uniform
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX
@@ -143,6 +145,8 @@ class TrainConfig:
                              f"pseudo-Huber's c), got distance={self.distance!r}")
         if not 0 <= self.mf_ratio <= 1:
             raise ValueError(f"mf_ratio must be in [0, 1], got mf_ratio={self.mf_ratio}")
+        if self.mf_times not in MF_TIMES:
+            raise ValueError(f"mf_times must be one of {MF_TIMES}, got mf_times={self.mf_times!r}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
         self._check_unused()
@@ -161,6 +165,11 @@ class TrainConfig:
             raise ValueError(f"data_root={self.data_root!r} has no effect on data={self.data!r} (CIFAR-10 only)")
         if self.lr_final and self.lr_schedule == "constant":
             raise ValueError(f"lr_final={self.lr_final} has no effect with lr_schedule='constant'")
+        if self.kind == "meanflow" and self.mf_times == "uniform":
+            for key in ("p_mean", "p_std"):
+                if getattr(self, key) != getattr(defaults, key):
+                    raise ValueError(f"{key}={getattr(self, key)!r} has no effect with mf_times='uniform' (it shapes "
+                                     "the logit-normal times); remove it or set mf_times=logit_normal")
         if self.channels_last == "true" and self.net == "mlp":
             raise ValueError("channels_last=true has no effect on points (net 'mlp'); it is for image networks")
 

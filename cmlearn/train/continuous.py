@@ -32,7 +32,8 @@ def continuous_loss(cfg: TrainConfig, teacher=None):
     if cfg.kind == "meanflow":
         from cmlearn.core.meanflow import MeanFlowLoss
 
-        return MeanFlowLoss(p_mean=cfg.p_mean, p_std=cfg.p_std, ratio=cfg.mf_ratio, adaptive_p=cfg.mf_adaptive_p)
+        return MeanFlowLoss(sampler=cfg.mf_times, p_mean=cfg.p_mean, p_std=cfg.p_std, ratio=cfg.mf_ratio,
+                            adaptive_p=cfg.mf_adaptive_p)
     from cmlearn.core.scm import SCMLoss
 
     if cfg.kind == "scd" and teacher is None:
