@@ -67,6 +67,14 @@ def test_uniform_times_reach_the_one_step_corner():
         get_preset("toy-meanflow").override({"mf_times": "beta"})
     with pytest.raises(ValueError, match="mf_times"):
         get_preset("toy-ict").override({"mf_times": "uniform"})
+    with pytest.raises(ValueError, match="p_mean=-1.0.*no effect with mf_times='uniform'"):
+        get_preset("toy-meanflow").override({"p_mean": -1.0})
+    from cmlearn.train.continuous import continuous_loss
+
+    assert continuous_loss(get_preset("toy-meanflow")).sampler == "uniform"
+    logit = get_preset("toy-meanflow").override({"mf_times": "logit_normal"})
+    assert (continuous_loss(logit).sampler, logit.p_mean, logit.p_std) == ("logit_normal", -0.4, 1.0)
+    assert continuous_loss(get_preset("digits-meanflow").override({"mf_times": "uniform"})).sampler == "uniform"
 
 
 def test_loss_is_finite_and_trains_the_net():
@@ -147,14 +155,15 @@ def test_a_short_training_learns_the_exact_average_velocity():
 
 
 def test_own_flow_distances_of_the_exact_model_reach_the_data():
-    """With the exact u, one jump is exact and Euler on v converges to it: both near the data-vs-data distance,
-    Euler with 2 steps far from it (measured: 1 jump 0.050, Euler 2 / 50 steps 0.30 / 0.050, floor 0.041)."""
+    """With the exact u, one jump is exact and Euler on v (the same noise) converges to it: the two distances agree
+    within a tenth of the data-vs-data distance, Euler with 2 steps is far off."""
     from cmlearn.course.continuous import own_flow_distances
     from cmlearn.metrics import sliced_wasserstein
 
     dist = preset("eight_gaussians")
     g = torch.Generator().manual_seed(1)
-    ref = dist.sample(300, generator=g)
-    floor = sliced_wasserstein(dist.sample(300, generator=g), ref)
+    ref = dist.sample(400, generator=g)
+    floor = sliced_wasserstein(dist.sample(400, generator=g), ref)
     res = own_flow_distances(ExactMeanFlow(dist), ref, jumps=(1,), euler=(2, 50))
-    assert res["jumps"][1] < 2 * floor and res["euler"][50] < 2 * floor and res["euler"][2] > 3 * floor, (res, floor)
+    assert abs(res["jumps"][1] - res["euler"][50]) < 0.1 * floor, (res, floor)
+    assert res["jumps"][1] < 2.5 * floor and res["euler"][2] > 2 * res["jumps"][1], (res, floor)

@@ -47,12 +47,14 @@ class MeanFlowModel(nn.Module):
 
 
 TIME_SAMPLERS = ("logit_normal", "uniform")
+P_MEAN, P_STD = -0.4, 1.0  # the paper's logit-normal on ImageNet (Table 1)
 
 
-def sample_times(n: int, *, sampler: str = "logit_normal", p_mean: float = -0.4, p_std: float = 1.0,
+def sample_times(n: int, *, sampler: str = "logit_normal", p_mean: float = P_MEAN, p_std: float = P_STD,
                  ratio: float = 0.25, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(r, t), float64 (n,): two draws (logit-normal(p_mean, p_std) or uniform on [0, 1], ``sampler``) sorted so
-    r <= t; with probability 1 - ``ratio``, r = t. Raises ValueError on an unknown sampler or ratio outside [0, 1]."""
+    r <= t; with probability 1 - ``ratio``, r = t. Raises ValueError on an unknown sampler, a ratio outside [0, 1]
+    or p_std <= 0 (checked for either sampler)."""
     if not 0 <= ratio <= 1 or p_std <= 0 or sampler not in TIME_SAMPLERS:
         raise ValueError(f"need 0 <= ratio <= 1, p_std > 0 and sampler in {TIME_SAMPLERS}, got ratio={ratio}, "
                          f"p_std={p_std}, sampler={sampler!r}")
@@ -69,8 +71,8 @@ class MeanFlowLoss:
     """MeanFlow's objective (Algorithm 1), called like the other losses: ``loss(model, target, x0, k=step,
     generator=g)`` -> (B,). The target is the model itself under stop-gradient (``mu = 0``)."""
 
-    def __init__(self, *, sampler: str = "logit_normal", p_mean: float = -0.4, p_std: float = 1.0, ratio: float = 0.25,
-                 adaptive_p: float = 1.0, adaptive_c: float = 1e-3):
+    def __init__(self, *, sampler: str = "logit_normal", p_mean: float = P_MEAN, p_std: float = P_STD,
+                 ratio: float = 0.25, adaptive_p: float = 1.0, adaptive_c: float = 1e-3):
         sample_times(1, sampler=sampler, p_mean=p_mean, p_std=p_std, ratio=ratio)  # validates
         if adaptive_p < 0 or adaptive_c <= 0:
             raise ValueError(f"need adaptive_p >= 0 and adaptive_c > 0, got {adaptive_p}, {adaptive_c}")

@@ -124,10 +124,12 @@ def meanflow_sample(model: nn.Module, z: torch.Tensor, *, steps: int = 1) -> tor
     return x
 
 
+@torch.no_grad()
 def meanflow_velocity_sample(model: nn.Module, z: torch.Tensor, *, steps: int) -> torch.Tensor:
     """Euler on a MeanFlow model's own instantaneous velocity v(z, t) = u(z, t, t) (the r = t boundary of MeanFlow
     Eq. 3): ``steps`` steps z <- z - (t - s) v(z, t) on an even grid from t = 1 to 0, ``steps`` NFE. Its limit as
-    steps grow is the model's flow ODE, the best its jumps can reproduce. (B, ...) in, out."""
+    steps grow is the model's own flow ODE, where exact jumps would land. (B, ...) in, out. Raises ValueError
+    unless ``steps`` is an integer >= 1."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     p = next(model.parameters())

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cmlearn.core.meanflow import P_MEAN as MF_P_MEAN
+from cmlearn.core.meanflow import P_STD as MF_P_STD
 from cmlearn.core.meanflow import TIME_SAMPLERS as MF_TIMES
 from cmlearn.core.parameterization import SIGMA_DATA
 from cmlearn.core.schedules import EPS, RHO, T_MAX
@@ -165,11 +167,10 @@ class TrainConfig:
             raise ValueError(f"data_root={self.data_root!r} has no effect on data={self.data!r} (CIFAR-10 only)")
         if self.lr_final and self.lr_schedule == "constant":
             raise ValueError(f"lr_final={self.lr_final} has no effect with lr_schedule='constant'")
-        if self.kind == "meanflow" and self.mf_times == "uniform":
-            for key in ("p_mean", "p_std"):
-                if getattr(self, key) != getattr(defaults, key):
-                    raise ValueError(f"{key}={getattr(self, key)!r} has no effect with mf_times='uniform' (it shapes "
-                                     "the logit-normal times); remove it or set mf_times=logit_normal")
+        unset = {(defaults.p_mean, defaults.p_std), (MF_P_MEAN, MF_P_STD)}  # TrainConfig's and MeanFlow's defaults
+        if self.kind == "meanflow" and self.mf_times == "uniform" and (self.p_mean, self.p_std) not in unset:
+            raise ValueError(f"p_mean={self.p_mean!r}, p_std={self.p_std!r} have no effect with mf_times='uniform' "
+                             "(they shape the logit-normal times); remove them or set mf_times=logit_normal")
         if self.channels_last == "true" and self.net == "mlp":
             raise ValueError("channels_last=true has no effect on points (net 'mlp'); it is for image networks")
 
