@@ -96,9 +96,14 @@ def digits_sct() -> TrainConfig:
 
 
 def digits_meanflow() -> TrainConfig:
-    """MeanFlow on the 8x8 digits from scratch, digits-ct's budget: (t, t - r) conditioning, 25% r != t."""
+    """MeanFlow on the 8x8 digits from scratch, digits-ct's budget: (t, t - r) conditioning, uniform (r, t) with 75%
+    r != t, the adaptive loss weight p = 1 (images: ||D||^2 concentrates). FD-digits at 2000 steps (1000 samples,
+    one training seed): the paper's ImageNet times (logit-normal(-0.4, 1), 25%) 473.4 at 1 step (8s: 550 of 1000),
+    17.40 at 2; uniform with 75% 71.9 at 1 step, 18.66 at 2, every digit present (the toy's finding,
+    ``toy-meanflow``)."""
     net = dict(DIGITS_NET, channels=pick(32, 16), n_times=2)
-    return _digits(preset="digits-meanflow", kind="meanflow", net_kwargs=net, p_mean=-0.4, p_std=1.0, mf_ratio=0.25)
+    return _digits(preset="digits-meanflow", kind="meanflow", net_kwargs=net, p_mean=-0.4, p_std=1.0,
+                   mf_times="uniform", mf_ratio=0.75)
 
 
 CONTINUOUS_PRESETS: dict[str, Callable[..., TrainConfig]] = {
