@@ -110,18 +110,24 @@ def paper_two_step_taus(*, eps: float = EPS, T: float = T_MAX, rho: float = RHO)
     return multistep_taus(2, eps=eps, T=T, rho=rho)
 
 
+def _meanflow_grid(model: nn.Module, z: torch.Tensor, steps: int, *, own_velocity: bool) -> torch.Tensor:
+    """``steps`` moves z_r = z_t - (t - r) w on an even grid of [0, 1] from t = 1: w = u(z_t, r, t) (a jump) or,
+    with ``own_velocity``, w = u(z_t, t, t) (an Euler step on the model's instantaneous velocity)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    x = z.to(next(model.parameters()))
+    ts = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    for t, r in zip(ts[:-1], ts[1:]):
+        x = x - (t - r) * model(x, t if own_velocity else r, t)
+    return x
+
+
 @torch.no_grad()
 def meanflow_sample(model: nn.Module, z: torch.Tensor, *, steps: int = 1) -> torch.Tensor:
     """MeanFlow sampling (Geng et al. 2025, Eq. 9 and Sec. 4.2): z ~ N(0, I) at t = 1, then ``steps`` jumps
-    z_r = z_t - (t - r) u(z_t, r, t) on an even grid of [0, 1]; one step is x = z - u(z, 0, 1). (B, ...) in, out."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    p = next(model.parameters())
-    x = z.to(p)
-    ts = torch.linspace(1.0, 0.0, steps + 1).tolist()
-    for t, r in zip(ts[:-1], ts[1:]):
-        x = x - (t - r) * model(x, r, t)
-    return x
+    z_r = z_t - (t - r) u(z_t, r, t) on an even grid of [0, 1]; one step is x = z - u(z, 0, 1). (B, ...) in, out.
+    Raises ValueError unless ``steps`` is an integer >= 1."""
+    return _meanflow_grid(model, z, steps, own_velocity=False)
 
 
 @torch.no_grad()
@@ -130,11 +136,4 @@ def meanflow_velocity_sample(model: nn.Module, z: torch.Tensor, *, steps: int) -
     Eq. 3): ``steps`` steps z <- z - (t - s) v(z, t) on an even grid from t = 1 to 0, ``steps`` NFE. Its limit as
     steps grow is the model's own flow ODE, where exact jumps would land. (B, ...) in, out. Raises ValueError
     unless ``steps`` is an integer >= 1."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    p = next(model.parameters())
-    x = z.to(p)
-    ts = torch.linspace(1.0, 0.0, steps + 1).tolist()
-    for t, s in zip(ts[:-1], ts[1:]):
-        x = x - (t - s) * model(x, t, t)
-    return x
+    return _meanflow_grid(model, z, steps, own_velocity=True)
