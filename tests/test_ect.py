@@ -120,6 +120,24 @@ def test_toy_ect_trains_from_a_teacher_run_through_the_cli(tmp_path):
         get_preset("toy-ect").override({"ect_q": "1"})
 
 
+def test_init_from_a_teacher_without_dropout_into_a_network_with_dropout(tmp_path):
+    """digits-ect adds dropout 0.2 to its teacher's network: the same weights, so init_from accepts it."""
+    from cmlearn.train.loop import train
+    from cmlearn.train.presets import TOY_NET, get_preset
+    from cmlearn.train.runs import load_run
+
+    digits, digits_teacher = get_preset("digits-ect"), get_preset("digits-edm")
+    assert digits.net_kwargs["dropout"] == 0.2 and "dropout" not in digits_teacher.net_kwargs
+    teacher = train(get_preset("toy-edm").override({"steps": "2", "batch_size": "16"}), tmp_path / "edm",
+                    progress=False)
+    cfg = get_preset("toy-ect").override({"init_from": str(teacher), "steps": "1", "batch_size": "16", "lr": "1e-12",
+                                          "net_kwargs": dict(TOY_NET, input_scale=10.0, dropout=0.2)})
+    run = load_run(train(cfg, tmp_path / "ect", progress=False), weights="model")
+    start = load_run(teacher).model.net.state_dict()
+    assert any(isinstance(m, torch.nn.Dropout) for m in run.model.modules())
+    assert all(torch.allclose(v, start[k], atol=1e-6) for k, v in run.model.net.state_dict().items())
+
+
 def test_init_from_a_run_with_another_network_is_refused(tmp_path):
     from cmlearn.train.loop import train
     from cmlearn.train.presets import TOY_NET, get_preset

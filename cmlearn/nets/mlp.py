@@ -33,10 +33,9 @@ class MLP(nn.Module):
                                    nn.Linear(emb_dim, emb_dim), nn.SiLU())
         layers: list[nn.Module] = []
         d_in = dim + emb_dim * n_times
-        for _ in range(depth):
-            layers += [nn.Linear(d_in, width), nn.SiLU()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+        for _ in range(depth):  # dropout shares the SiLU's slot, so the weights' names do not depend on it
+            act = nn.Sequential(nn.SiLU(), nn.Dropout(dropout)) if dropout > 0 else nn.SiLU()
+            layers += [nn.Linear(d_in, width), act]
             d_in = width
         layers.append(nn.Linear(d_in, dim))
         self.body = nn.Sequential(*layers)
