@@ -4,7 +4,6 @@ torchrun)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -128,13 +127,13 @@ def cmd_sample(a) -> int:
 
 def cmd_evaluate(a) -> int:
     from cmlearn.train.config import TrainConfig
-    from cmlearn.train.evaluate import evaluate
+    from cmlearn.train.evaluate import evaluate, write_evaluation
 
     data = TrainConfig.load(Path(a.run_dir) / "config.json").data if (Path(a.run_dir) / "config.json").exists() else ""
     if a.inception_weights and data != "cifar10":
         raise ValueError(f"--inception-weights is for CIFAR-10 runs (FID); {a.run_dir} trained on {data or '?'}")
     res = evaluate(a.run_dir, n=a.n, seed=a.seed, inception_weights=a.inception_weights)
-    (Path(a.run_dir) / "evaluation.json").write_text(json.dumps(res, indent=2))
+    write_evaluation(a.run_dir, res)
     for k, v in res.items():
         print(f"{k}: {v:.5g}" if isinstance(v, float) else f"{k}: {v}")
     return 0

@@ -10,7 +10,6 @@ README quotes is printed and stored in RUN_DIR/evaluation.json (a test checks it
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -26,7 +25,7 @@ def build(name: str) -> Path:
     os.environ.pop("CMLEARN_FAST", None)  # shipped runs are full-mode runs
     from cmlearn.train.cache import PRETRAINED, config_key
     from cmlearn.train.checkpoint import load_checkpoint, save_checkpoint
-    from cmlearn.train.evaluate import evaluate_points
+    from cmlearn.train.evaluate import evaluate_points, write_evaluation
     from cmlearn.train.loop import train
     from cmlearn.train.presets import get_preset
     from cmlearn.train.runs import load_run
@@ -43,7 +42,7 @@ def build(name: str) -> Path:
         shutil.copy(run_dir / "config.json", out / "config.json")
         shutil.copy(run_dir / "metrics.jsonl", out / "metrics.jsonl")
     res = evaluate_points(load_run(out), n=20_000, seed=0)
-    (out / "evaluation.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    write_evaluation(out, res)
     print(f"{out}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items() if k.startswith("sw_")))
     return out
 

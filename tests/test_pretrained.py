@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cmlearn.train import cache
-from cmlearn.train.evaluate import evaluate_points
+from cmlearn.train.evaluate import evaluate_points, write_evaluation
 from cmlearn.train.presets import get_preset
 from cmlearn.train.runs import load_run
 
@@ -21,7 +21,7 @@ def test_the_demo_run_is_shipped():
 
 
 @pytest.mark.parametrize("run_dir", SHIPPED, ids=lambda p: p.name)
-def test_shipped_run_matches_its_preset_and_reproduces(run_dir, monkeypatch):
+def test_shipped_run_matches_its_preset_and_reproduces(run_dir, monkeypatch, tmp_path):
     monkeypatch.delenv("CMLEARN_FAST", raising=False)  # shipped runs are full-mode runs
     name, key = run_dir.name.rsplit("-", 1)
     cfg = get_preset(name)
@@ -34,6 +34,9 @@ def test_shipped_run_matches_its_preset_and_reproduces(run_dir, monkeypatch):
     for k in ("sw_1step", "sw_2step"):
         assert res[k] == pytest.approx(stored[k], rel=1e-3), k
     assert f"{stored['sw_1step']:.4f}" in (ROOT / "README.md").read_text()
+    # `cmlearn evaluate` on the shipped run rewrites its file in the same format (no spurious diff in data/)
+    text = (run_dir / "evaluation.json").read_text()
+    assert write_evaluation(tmp_path, json.loads(text)).read_text() == text
     assert res["sw_1step"] <= res["sw_exact_heun18"] * 1.15  # the demo's claim: one step near the 34-NFE teacher
 
 
