@@ -52,3 +52,14 @@ def test_train_or_load_needs_its_side_files(tmp_path):
     seen.clear()
     cache.train_or_load(tiny(), "n", cache=tmp_path, needs=("curve.json",), on_checkpoint=hook)
     assert seen == []  # now it has the file: loaded
+
+
+def test_is_finished_reads_the_step_without_building_the_model(tmp_path, monkeypatch):
+    run = cache.train_or_load(tiny(), "f", cache=tmp_path)
+    monkeypatch.setattr(cache, "load_run", lambda *a, **k: pytest.fail("built the model to read a step"))
+    assert cache.is_finished(run.path, 4) and not cache.is_finished(run.path, 5)
+    assert not cache.is_finished(run.path, 4, needs=("missing.json",))
+    assert not cache.is_finished(tmp_path / "nothing", 1)
+    (run.path / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="corrupt"):
+        cache.is_finished(run.path, 4)

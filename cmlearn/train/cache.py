@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from cmlearn.train.checkpoint import load_checkpoint
 from cmlearn.train.config import ADDED_KEYS, TrainConfig
 from cmlearn.train.runs import Run, load_run
 
@@ -54,11 +55,13 @@ def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> 
 
 
 def is_finished(path: str | Path, steps: int, needs: tuple[str, ...] = ()) -> bool:
-    """A run directory whose checkpoint reached ``steps``, with the files ``needs`` beside it."""
+    """A run directory whose checkpoint reached ``steps``, with the files ``needs`` beside it (reads the
+    checkpoint's step memory-mapped: no model is built and no weights are read)."""
     path = Path(path)
-    if not (path / "checkpoints" / "latest.pt").exists() or not all((path / f).exists() for f in needs):
+    ckpt = path / "checkpoints" / "latest.pt"
+    if not ckpt.exists() or not all((path / f).exists() for f in needs):
         return False
-    return load_run(path).step >= steps
+    return load_checkpoint(ckpt, mmap=True)["step"] >= steps
 
 
 def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, progress: bool | None = None,
