@@ -138,6 +138,21 @@ def test_init_from_a_teacher_without_dropout_into_a_network_with_dropout(tmp_pat
     assert all(torch.allclose(v, start[k], atol=1e-6) for k, v in run.model.net.state_dict().items())
 
 
+def test_mlp_loads_weights_saved_before_dropout_shared_the_activation_slot():
+    from cmlearn.nets.mlp import MLP
+
+    torch.manual_seed(0)
+    net, fresh = MLP(width=16, depth=3, emb_dim=8, dropout=0.1), MLP(width=16, depth=3, emb_dim=8, dropout=0.1)
+    old = {(f"body.{3 * int(k.split('.')[1]) // 2}." + k.split(".", 2)[2] if k.startswith("body.") else k): v
+           for k, v in net.state_dict().items()}  # the old layout: Linear, SiLU, Dropout per layer
+    assert "body.3.weight" in old and "body.2.weight" not in old and "body.9.weight" in old
+    fresh.load_state_dict(old)
+    x, c = torch.randn(5, 2), torch.randn(5)
+    assert torch.equal(fresh.eval()(x, c), net.eval()(x, c))
+    assert [k for k in MLP(width=16, depth=3, emb_dim=8).state_dict() if k.startswith("body.")] == \
+        [k for k in net.state_dict() if k.startswith("body.")]  # names do not depend on dropout
+
+
 def test_init_from_a_run_with_another_network_is_refused(tmp_path):
     from cmlearn.train.loop import train
     from cmlearn.train.presets import TOY_NET, get_preset

@@ -40,6 +40,17 @@ class MLP(nn.Module):
         layers.append(nn.Linear(d_in, dim))
         self.body = nn.Sequential(*layers)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints written before dropout shared the SiLU's slot (layers at body.0, body.3, ... when dropout
+        was on) load into the current layout (body.0, body.2, ...)."""
+        body = prefix + "body."
+        if f"{body}3.weight" in state_dict and f"{body}2.weight" not in state_dict:
+            old = sorted((k for k in state_dict if k.startswith(body)), key=lambda k: int(k[len(body):].split(".")[0]))
+            for key in old:  # ascending, so no key is overwritten before it moves
+                index, rest = key[len(body):].split(".", 1)
+                state_dict[f"{body}{2 * int(index) // 3}.{rest}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         """x: (B, dim), c_noise: (B,) (or (B, n_times)) -> (B, dim)."""
         if x.ndim != 2 or x.shape[1] != self.dim:

@@ -161,9 +161,10 @@ def evaluate_cifar10(run: Run, *, n: int | None = None, seed: int = 0, batch_siz
 
 
 def write_evaluation(run_dir: str | Path, res: dict) -> Path:
-    """RUN_DIR/evaluation.json in one format (sorted keys), so re-evaluating a shipped run rewrites its file
-    byte for byte where the numbers and path are the same."""
+    """RUN_DIR/evaluation.json in one format (sorted keys; "run" as the directory's name, not a machine's path), so
+    re-evaluating a shipped run from anywhere rewrites its file byte for byte."""
     path = Path(run_dir) / "evaluation.json"
+    res = {**res, "run": Path(run_dir).resolve().name} if "run" in res else res
     path.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     return path
 
