@@ -28,6 +28,12 @@ def test_r_of_t_shrinks_dt_by_q_per_stage():
     assert ect_stage(0, 125) == 0 and ect_stage(124, 125) == 0 and ect_stage(125, 125) == 1
     with pytest.raises(ValueError):
         ect_stage(3, 0)
+    # short first stages (digits-ect: 4 of 60, then 190 each): boundaries at 60, 120, 180, 240, 430, 620, 810
+    stages = [ect_stage(k, 190, short_stages=4, short_steps=60) for k in range(1000)]
+    assert [k for k in range(1, 1000) if stages[k] != stages[k - 1]] == [60, 120, 180, 240, 430, 620, 810]
+    assert stages[0] == 0 and stages[-1] == 7
+    with pytest.raises(ValueError, match="short_steps=0"):
+        ect_stage(3, 10, short_stages=2, short_steps=0)
 
 
 def test_truncated_lognormal_t():
@@ -92,6 +98,12 @@ def test_ect_presets_and_config_keys():
     assert cifar.init_from == "runs/cifar10-edm-official" and cifar.ect_q == 256 and cifar.lr == 1e-4
     assert cifar.batch_size == 128 and cifar.net_kwargs["dropout"] == 0.2 and cifar.distance == "pseudo_huber"
     assert isinstance(make_loss(digits), ECTLoss) and make_loss(digits).stage_steps == digits.ect_stage_steps
+    full = make_loss(digits.override({"ect_short_steps": "60", "ect_stage_steps": "190"}))  # the full-mode values
+    assert digits.ect_short_stages == 4 and [full.stage(k) for k in (59, 60, 239, 240, 999)] == [0, 1, 3, 4, 7]
+    with pytest.raises(ValueError, match="ect_short_steps=0"):
+        digits.override({"ect_short_steps": "0"})
+    with pytest.raises(ValueError, match="ect_short_stages"):
+        get_preset("toy-cd").override({"ect_short_stages": "2"})
     assert make_loss(toy.override({"ect_stage_steps": "0", "steps": "80"})).stage_steps == 10  # default: 8 stages
     with pytest.raises(ValueError, match="ect_q"):
         get_preset("toy-cd").override({"ect_q": "4"})

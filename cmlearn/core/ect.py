@@ -45,11 +45,17 @@ ECT_Q, ECT_K, ECT_B = 2.0, 8.0, 1.0
 P_MEAN, P_STD = -1.1, 2.0
 
 
-def ect_stage(step: int, stage_steps: int) -> int:
-    """ECT's stage a = floor(step / d)."""
-    if stage_steps < 1:
-        raise ValueError(f"stage_steps must be >= 1, got {stage_steps}")
-    return max(int(step), 0) // int(stage_steps)
+def ect_stage(step: int, stage_steps: int, *, short_stages: int = 0, short_steps: int = 0) -> int:
+    """ECT's stage a = floor(step / d); with ``short_stages`` > 0 the first that many stages last ``short_steps``
+    each and the later ones d (cmlearn's option, not ECT's: on a short run the first, coarse stages are learned
+    quickly, see the digits-ect preset)."""
+    if stage_steps < 1 or short_stages < 0 or (short_stages > 0 and short_steps < 1):
+        raise ValueError(f"need stage_steps >= 1, short_stages >= 0 and short_steps >= 1 when short_stages > 0, got "
+                         f"stage_steps={stage_steps}, short_stages={short_stages}, short_steps={short_steps}")
+    step, head = max(int(step), 0), short_stages * short_steps
+    if step < head:
+        return step // short_steps
+    return short_stages + (step - head) // int(stage_steps)
 
 
 def ect_r(t: torch.Tensor, stage: int, *, q: float = ECT_Q, k: float = ECT_K, b: float = ECT_B,
@@ -71,14 +77,15 @@ def truncated_lognormal(n: int, *, p_mean: float = P_MEAN, p_std: float = P_STD,
 
 class ECTLoss:
     """ECT's loss (see the module docstring), called like the other losses: ``loss(model, target, x0, k=step,
-    generator=g)`` -> (B,). ``stage_steps`` is d, the iterations per stage. ``mu = 0``: the online network is its own
-    stop-gradient target."""
+    generator=g)`` -> (B,). ``stage_steps`` is d, the iterations per stage (after ``short_stages`` stages of
+    ``short_steps``, see ``ect_stage``). ``mu = 0``: the online network is its own stop-gradient target."""
 
     def __init__(self, *, stage_steps: int, q: float = ECT_Q, k: float = ECT_K, b: float = ECT_B,
                  p_mean: float = P_MEAN, p_std: float = P_STD, distance: str = "pseudo_huber", eps: float = EPS,
-                 T: float = T_MAX, huber_c: float = 0.0):
+                 T: float = T_MAX, huber_c: float = 0.0, short_stages: int = 0, short_steps: int = 0):
         check_time_range(eps=eps, T=T)
-        ect_stage(0, stage_steps)
+        ect_stage(0, stage_steps, short_stages=short_stages, short_steps=short_steps)
+        self.short = dict(short_stages=int(short_stages), short_steps=int(short_steps))
         if not q > 1 or p_std <= 0:
             raise ValueError(f"need q > 1 and p_std > 0, got q={q}, p_std={p_std}")
         self.d = make_distance(distance, huber_c=huber_c)
@@ -88,7 +95,11 @@ class ECTLoss:
     def num_steps(self, k: int) -> int:
         """q^(a+1), the factor by which dt / t has shrunk at step k (logged in the N column; a Karras grid with
         this many points has dt / t of the same order)."""
-        return int(round(self.q ** (ect_stage(k, self.stage_steps) + 1)))
+        return int(round(self.q ** (self.stage(k) + 1)))
+
+    def stage(self, k: int) -> int:
+        """The stage a at step k."""
+        return ect_stage(k, self.stage_steps, **self.short)
 
     def target_decay(self, k: int) -> float:
         return 0.0
@@ -96,7 +107,7 @@ class ECTLoss:
     def times(self, n: int, k: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(t, r), float64 (n,): t lognormal on [eps, T], r = r(t) at step k's stage, clamped at eps."""
         t = truncated_lognormal(n, p_mean=self.p_mean, p_std=self.p_std, lo=self.eps, hi=self.T, generator=generator)
-        r = ect_r(t, ect_stage(k, self.stage_steps), q=self.q, k=self.k, b=self.b, r_min=self.eps)
+        r = ect_r(t, self.stage(k), q=self.q, k=self.k, b=self.b, r_min=self.eps)
         return t, torch.minimum(r, t)
 
     def __call__(self, model: nn.Module, target: nn.Module, x0: torch.Tensor, *, k: int = 0,

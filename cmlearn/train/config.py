@@ -24,7 +24,7 @@ ONLY_FOR = {
     "p_mean": ("ict", "ect", *CONTINUOUS), "p_std": ("ict", "ect", *CONTINUOUS),
     "distance": ("cd", "ct", "ict", "ect"), "huber_c": ("cd", "ct", "ict", "ect"),
     "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
-    "ect_q": ("ect",), "ect_stage_steps": ("ect",),
+    "ect_q": ("ect",), "ect_stage_steps": ("ect",), "ect_short_stages": ("ect",), "ect_short_steps": ("ect",),
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
     "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",), "mf_times": ("meanflow",),
@@ -32,7 +32,8 @@ ONLY_FOR = {
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
 
-ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
+ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "ect_short_stages": 0,
+              "ect_short_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
               "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0,
               "mf_adaptive_p": 1.0, "time_input": "t", "mf_times": "logit_normal"}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
@@ -80,6 +81,8 @@ class TrainConfig:
     pd_start: int = 0  # PD: the teacher's DDIM steps in the first round (pd_nfe times a power of 2; 0: 2 pd_nfe)
     ect_q: float = 2.0  # ECT: dt / t shrinks by q per stage (cmlearn.core.ect)
     ect_stage_steps: int = 0  # ECT: iterations per stage (0: steps / 8, so 8 stages)
+    ect_short_stages: int = 0  # ECT: this many first stages last ect_short_steps each (then ect_stage_steps each)
+    ect_short_steps: int = 0  # ECT: iterations of each of the first ect_short_stages stages
     tangent_norm: float = 0.1  # sCM: g <- g / (||g|| + c), this c (0: no tangent normalization)
     tangent_warmup: int = 0  # sCM: iterations over which the tangent's second term ramps from 0 to 1 (0: none)
     adaptive_weight: bool = True  # sCM: the learned weighting w_phi(t) (loss e^w / D ||.||^2 - w)
@@ -134,9 +137,11 @@ class TrainConfig:
                     start // self.pd_nfe - 1):
                 raise ValueError(f"PD needs pd_nfe >= 1 and pd_start = pd_nfe x a power of 2 (> 1), got "
                                  f"pd_nfe={self.pd_nfe}, pd_start={self.pd_start}")
-        if self.kind == "ect" and (not self.ect_q > 1 or self.ect_stage_steps < 0):
-            raise ValueError(f"ECT needs ect_q > 1 and ect_stage_steps >= 0, got ect_q={self.ect_q}, "
-                             f"ect_stage_steps={self.ect_stage_steps}")
+        if self.kind == "ect" and (not self.ect_q > 1 or self.ect_stage_steps < 0 or self.ect_short_stages < 0
+                                   or (self.ect_short_stages > 0) != (self.ect_short_steps > 0)):
+            raise ValueError(f"ECT needs ect_q > 1, ect_stage_steps >= 0 and ect_short_stages, ect_short_steps both 0 "
+                             f"or both >= 1, got ect_q={self.ect_q}, ect_stage_steps={self.ect_stage_steps}, "
+                             f"ect_short_stages={self.ect_short_stages}, ect_short_steps={self.ect_short_steps}")
         if self.tangent_norm < 0 or self.tangent_warmup < 0 or self.time_dtype not in TIME_DTYPES \
                 or self.time_input not in TIME_INPUTS or self.mf_adaptive_p < 0:
             raise ValueError(f"need tangent_norm >= 0, tangent_warmup >= 0, time_dtype in {sorted(TIME_DTYPES)}, "
