@@ -47,7 +47,7 @@ def make_loss(cfg: TrainConfig, teacher=None):
         return CDLoss(teacher, N=cfg.N, solver=cfg.solver, mu=cfg.mu, **grid)
     if cfg.kind == "pd":  # one round (cmlearn.train.pd runs the rounds)
         return PDLoss(teacher, nfe=cfg.pd_nfe, eps=cfg.eps, T=cfg.T, rho=cfg.rho, sigma_data=cfg.sigma_data)
-    if cfg.kind == "ect":  # Easy Consistency Tuning: the stage advances every ect_stage_steps (default 8 stages)
+    if cfg.kind == "ect":  # Easy Consistency Tuning: stages of ect_stage_steps (default 8), after any short ones
         return ECTLoss(stage_steps=cfg.ect_stage_steps or max(1, cfg.steps // 8), q=cfg.ect_q, p_mean=cfg.p_mean,
                        p_std=cfg.p_std, distance=cfg.distance, eps=cfg.eps, T=cfg.T,
                        huber_c=cfg.huber_c, short_stages=cfg.ect_short_stages, short_steps=cfg.ect_short_steps)
