@@ -61,7 +61,7 @@ def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow
     if "edm" in methods:
         file_data = "file:" + str(toy_data_file().resolve())
         small = dict(TOY_SMALL, ema_decay=0.99) if fast else {}
-        cfg = get_preset("toy-edm").override({"data": file_data, "steps": pick(6000, 300), **small})
+        cfg = get_preset("toy-edm").override({"data": file_data, "steps": pick(4000, 300), **small})
         out["edm"] = train_or_load(cfg, "nb04-edm", progress=progress)
     return out
 
