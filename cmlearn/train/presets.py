@@ -32,7 +32,7 @@ def toy_cd() -> TrainConfig:
 
     input_scale = 10, as toy-edm's (issue 17: better samples in fewer steps). 1-step sliced W2 (20k samples,
     ``evaluate_points`` seed 0; exact Heun N = 18 0.0140), training seeds 0 / 1 / 2: 6000 steps 0.0154 / 0.0151 /
-    see README; 5000 steps 0.0162 / 0.0162 / 0.0162; 4000 steps 0.0186 / 0.0186 / 0.0183; unit-scale input (the
+    0.0150; 5000 steps 0.0162 / 0.0162 / 0.0162; 4000 steps 0.0186 / 0.0186 / 0.0183; unit-scale input (the
     previous preset) at 8000 steps 0.0159 / 0.0161, at 4000 0.0232. The README's table has the 2-step and NLL figures.
     """
     return TrainConfig(preset="toy-cd", kind="cd", teacher="exact", net="mlp",
@@ -239,8 +239,9 @@ def toy_ect() -> TrainConfig:
     """ECT (Geng et al. 2025) from a toy-edm run (override ``init_from=RUN_DIR``): lognormal t, r(t) with dt / t
     halving every ``ect_stage_steps`` (q = 2, 4 stages, so dt / t ends near 1/16), pseudo-Huber / (t - r),
     theta- = stopgrad(theta). P_mean = 0, not ECT's -1.1: more draws at the large t that one step starts from.
-    The net matches toy-edm's (input_scale 10). From a toy-edm preset run (6000 steps), 1-step sliced W2 0.027,
-    2 steps 0.019 (before toy-edm's input-scale fix, from notebook 04's run: 0.031; 4000 steps 0.036; README)."""
+    The net matches toy-edm's (input_scale 10). From a run of the previous toy-edm preset (6000 steps of batch
+    1024), 1-step sliced W2 0.027, 2 steps 0.019 (before toy-edm's input-scale fix, from notebook 04's run: 0.031;
+    4000 steps 0.036; README)."""
     return TrainConfig(preset="toy-ect", kind="ect", init_from="runs/toy-edm", net="mlp",
                        net_kwargs=dict(TOY_NET, input_scale=10.0),
                        steps=pick(6000, 160), batch_size=pick(512, 256), lr=1e-3, lr_schedule="cosine",
