@@ -48,7 +48,8 @@ def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow
     fast = fast_mode()
     out: dict = {}
     if "cd" in methods:
-        out["cd"] = train_or_load(get_preset("toy-cd"), "nb07-toy-cd", progress=progress)
+        cd = get_preset("toy-cd")
+        out["cd"] = train_or_load(cd.override({"ema_decay": 0.99}) if fast else cd, "nb07-toy-cd", progress=progress)
     if "pd" in methods:
         over = {"net_kwargs": TOY_SMALL["net_kwargs"]} if fast else {}
         out["pd"] = pd_train_or_load(get_preset("toy-pd").override(over), "nb11-toy-pd", progress=progress)
