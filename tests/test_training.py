@@ -90,6 +90,8 @@ def test_config_validation_and_overrides():
         TrainConfig(eps=90.0)
     with pytest.raises(ValueError, match="'foo'"):
         TrainConfig().override(["foo=1"])
+    with pytest.raises(ValueError, match="N=abc: cannot parse 'abc' as int"):  # the key is named with the value
+        TrainConfig().override(["N=abc"])
     with pytest.raises(ValueError, match="'gan'"):
         TrainConfig(kind="gan")
     cfg = TrainConfig().override(["lr=0.5", "amp=true", 'net_kwargs={"width": 8}'])

@@ -206,7 +206,10 @@ class TrainConfig:
                 raise ValueError(f"override {key!r} must look like key=value")
             if key not in fields:
                 raise ValueError(f"unknown config key {key!r}; known keys: {', '.join(sorted(fields))}")
-            new[key] = _parse(value, type(new[key])) if isinstance(value, str) else value
+            try:
+                new[key] = _parse(value, type(new[key])) if isinstance(value, str) else value
+            except ValueError as err:
+                raise ValueError(f"{key}={value}: {err}") from err
         return TrainConfig(**new)
 
 
