@@ -62,7 +62,7 @@ def main() -> None:
         print(f"  round {r + 1}: one after another {seq:.1f} s, side by side {side:.1f} s "
               f"(load {os.getloadavg()[0]:.2f})", flush=True)
     run_steps = len(cfgs) * args.steps
-    print(f"run-steps/s: one after another {run_steps / best_seq:.1f}, side by side {run_steps / best_side:.1f} "
+    print(f"run-steps/s: one after another {run_steps / best_seq:.2f}, side by side {run_steps / best_side:.2f} "
           f"-> {best_seq / best_side:.2f}x (best of {args.rounds})")
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cmlearn.course.sampling import toy_cd_config
 from cmlearn.runtime import fast_mode, pick
 from cmlearn.train.cache import cache_dir, train_or_load
 from cmlearn.train.nfe import cm_method, exact_method, pd_method, teacher_method
@@ -48,8 +49,7 @@ def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow
     fast = fast_mode()
     out: dict = {}
     if "cd" in methods:
-        cd = get_preset("toy-cd")
-        out["cd"] = train_or_load(cd.override({"ema_decay": 0.99}) if fast else cd, "nb07-toy-cd", progress=progress)
+        out["cd"] = train_or_load(toy_cd_config(), "nb07-toy-cd", progress=progress)
     if "pd" in methods:
         over = {"net_kwargs": TOY_SMALL["net_kwargs"]} if fast else {}
         out["pd"] = pd_train_or_load(get_preset("toy-pd").override(over), "nb11-toy-pd", progress=progress)
@@ -62,7 +62,7 @@ def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow
     if "edm" in methods:
         file_data = "file:" + str(toy_data_file().resolve())
         small = dict(TOY_SMALL, ema_decay=0.99) if fast else {}
-        cfg = get_preset("toy-edm").override({"data": file_data, "steps": pick(4000, 300), **small})
+        cfg = get_preset("toy-edm").override({"data": file_data, **small})  # notebook 04's: the preset on its data file
         out["edm"] = train_or_load(cfg, "nb04-edm", progress=progress)
     return out
 
