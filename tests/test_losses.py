@@ -10,6 +10,8 @@ from cmlearn.core.pfode import heun_step
 from cmlearn.core.schedules import karras_sigmas
 from cmlearn.data.toys2d import preset
 from cmlearn.nets.mlp import MLP
+from cmlearn.train.loop import make_loss
+from cmlearn.train.presets import get_preset
 
 
 def test_distances():
@@ -141,3 +143,31 @@ def test_bad_loss_config():
         CDLoss(lambda x, t: x, solver="rk4")
     with pytest.raises(ValueError, match="eps=80"):
         CDLoss(lambda x, t: x, eps=80.0)
+
+
+def test_ct_stable_target_is_an_euler_step_of_the_batch_score():
+    """stable_target=True: where t is tiny the target's point is plain CT's x + t_n z; where t is large it is close
+    to one Euler step of the exact score from x + t_{n+1} z (measured on 2000 eight-Gaussian points: mean distance
+    0.006 at t = 20 -> 10 against plain CT's 5.4), so far less noisy; the online point is unchanged."""
+    dist = preset("eight_gaussians")
+    g = torch.Generator().manual_seed(0)
+    x0 = dist.sample(2000, generator=g).double()
+    plain, stable = CTLoss(K=10, N=6), CTLoss(K=10, N=6, stable_target=True)
+    for t_next, t_cur in ((1e-4, 5e-5), (1.0, 0.5), (20.0, 10.0)):
+        tn, tc = torch.full((2000,), t_next, dtype=torch.float64), torch.full((2000,), t_cur, dtype=torch.float64)
+        a_next, a_cur = plain.pair(x0, tn, tc, torch.Generator().manual_seed(1))
+        b_next, b_cur = stable.pair(x0, tn, tc, torch.Generator().manual_seed(1))
+        assert torch.equal(a_next, b_next)
+        euler = b_next + (t_cur - t_next) * (b_next - dist.denoiser(b_next, tn)) / t_next
+        err_stable = float((b_cur - euler).norm(dim=1).mean())
+        err_plain = float((a_cur - euler).norm(dim=1).mean())
+        if t_next < 1e-3:
+            # only points with a neighbour within a few t in the batch move, and by less than t
+            moved = (a_cur - b_cur).norm(dim=1)
+            assert float(moved.max()) < t_next and int((moved > 1e-12).sum()) < 0.02 * len(moved)
+        else:
+            assert err_stable < 0.2 * err_plain, (t_next, err_stable, err_plain)
+    cfg = get_preset("toy-ct").override({"stable_target": True})
+    assert make_loss(cfg).stable_target and make_loss(get_preset("toy-ict").override(["stable_target=true"])).stable_target
+    with pytest.raises(ValueError, match="stable_target"):
+        get_preset("toy-cd").override({"stable_target": True})

@@ -8,6 +8,7 @@ from cmlearn.cli import main
 from cmlearn.core.meanflow import (
     MeanFlowLoss,
     MeanFlowModel,
+    batch_velocity,
     exact_average_velocity,
     exact_velocity,
     sample_times,
@@ -75,6 +76,31 @@ def test_uniform_times_reach_the_one_step_corner():
     logit = get_preset("toy-meanflow").override({"mf_times": "logit_normal"})
     assert (continuous_loss(logit).sampler, logit.p_mean, logit.p_std) == ("logit_normal", -0.4, 1.0)
     assert continuous_loss(get_preset("digits-meanflow").override({"mf_times": "uniform"})).sampler == "uniform"
+
+
+def test_batch_velocity_is_the_marginal_velocity_with_less_noise():
+    """The stable-target estimate (stable_target=true) is e - x0 where t is tiny (the own point's weight is 1), and
+    at t = 0.05 ... 0.99 far closer to the exact marginal velocity than e - x0 (measured on 4000 points: 0.087 vs
+    1.07 at t = 0.05, 0.004 vs 0.71 at t = 0.99); float32 agrees with float64."""
+    dist = preset("eight_gaussians")
+    g = torch.Generator().manual_seed(0)
+    x0 = dist.sample(2000, generator=g).double()
+    e = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    tiny = torch.full((2000,), 1e-6, dtype=torch.float64)
+    assert torch.allclose(batch_velocity(x0, e, tiny), e - x0, atol=1e-9)
+    assert torch.isfinite(batch_velocity(x0, e, torch.zeros(2000, dtype=torch.float64))).all()
+    for tv in (0.05, 0.3, 0.99):
+        t = torch.full((2000,), tv, dtype=torch.float64)
+        exact = exact_velocity(dist.denoiser, (1 - tv) * x0 + tv * e, t)
+        err = float((batch_velocity(x0, e, t) - exact).norm(dim=1).mean())
+        assert err < 0.2 * float((e - x0 - exact).norm(dim=1).mean()), (tv, err)
+        low = batch_velocity(x0.float(), e.float(), t.float()).double()
+        assert float((low - batch_velocity(x0, e, t)).abs().max()) < 1e-4
+    imgs = torch.randn(6, 1, 4, 4, generator=g)  # any shape: the data are flattened
+    assert batch_velocity(imgs, torch.randn_like(imgs), torch.full((6,), 0.5)).shape == imgs.shape
+    from cmlearn.train.continuous import continuous_loss
+
+    assert continuous_loss(get_preset("toy-meanflow").override(["stable_target=true"])).stable_target
 
 
 def test_loss_is_finite_and_trains_the_net():

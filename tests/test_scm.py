@@ -9,7 +9,7 @@ import torch
 from cmlearn.cli import main
 from cmlearn.core.jvp import total_derivative_fd
 from cmlearn.core.pfode import drift
-from cmlearn.core.scm import SCMLoss, TrigFlowFunction, teacher_velocity, trig_time
+from cmlearn.core.scm import SCMLoss, TrigFlowFunction, sct_velocity, teacher_velocity, trig_time
 from cmlearn.data.toys2d import preset
 from cmlearn.nets.mlp import MLP
 
@@ -39,6 +39,25 @@ def test_teacher_velocity_is_the_ve_pf_ode_retimed():
         SD / torch.cos(t))[:, None]
     got = teacher_velocity(dist.denoiser, x_t, t, sigma_data=SD)
     assert float((got - expected).norm() / expected.norm()) < 1e-12
+
+
+def test_stable_sct_tangent_is_close_to_the_pf_ode_velocity():
+    """stable_target: sCT's dx_t/dt becomes the batch's estimate of the exact PF ODE velocity (teacher_velocity of
+    the exact denoiser): measured on 3000 points 0.019 at t = 0.5 and 0.005 at 1.5 against the conditional
+    tangent's 0.52 and 0.70; the loss refuses it with a teacher (sCD's tangent is the teacher's already)."""
+    dist, g = preset("eight_gaussians"), torch.Generator().manual_seed(0)
+    x0 = dist.sample(3000, generator=g).double()
+    z = SD * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    for tv in (0.5, 1.5):
+        t = torch.full((3000,), tv, dtype=torch.float64)
+        x_t = math.cos(tv) * x0 + math.sin(tv) * z
+        exact = teacher_velocity(dist.denoiser, x_t, t, sigma_data=SD)
+        plain = sct_velocity(x0, z, t, sigma_data=SD)
+        stable = sct_velocity(x0, z, t, sigma_data=SD, stable_target=True)
+        err, err_plain = (float((v - exact).norm(dim=1).mean()) for v in (stable, plain))
+        assert err < 0.1 * err_plain, (tv, err, err_plain)
+    with pytest.raises(ValueError, match="stable_target=True"):
+        SCMLoss(dist.denoiser, stable_target=True)
 
 
 @pytest.mark.parametrize("time_input", ["t", "log_tan"])

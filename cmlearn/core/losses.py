@@ -25,6 +25,7 @@ from cmlearn.core.schedules import (
     karras_sigmas,
     lognormal_index_weights,
 )
+from cmlearn.core.stable_target import batch_posterior_mean
 
 # ---------------------------------------------------------------- distances d(x, y), per sample
 
@@ -177,12 +178,17 @@ class CDLoss(ConsistencyLoss):
 class CTLoss(ConsistencyLoss):
     """Algorithm 3: the same z at both times, x + t_{n+1} z and x + t_n z; N(k), mu(k) curriculum (App. C).
 
-    ``N`` fixes the number of steps (and ``mu`` the target decay) instead of the curriculum.
+    ``N`` fixes the number of steps (and ``mu`` the target decay) instead of the curriculum. ``stable_target=True``
+    (not in the paper) takes the target's point one Euler step of the batch's score estimate back, x + t_n z -
+    (1 - t_n / t_{n+1}) (x - xbar), xbar the batch's posterior mean of x at x + t_{n+1} z
+    (``cmlearn.core.stable_target``): the same point where the own x dominates the batch (small t), far less noise
+    where it does not.
     """
 
     def __init__(self, *, K: int, s0: int = 2, s1: int = 150, mu0: float = 0.9, official_mu: bool = False,
-                 N: int | None = None, mu: float | None = None, **kw):
+                 N: int | None = None, mu: float | None = None, stable_target: bool = False, **kw):
         super().__init__(**kw)
+        self.stable_target = bool(stable_target)
         if K <= 0:
             raise ValueError(f"K must be > 0, got K={K}")
         if N is not None:
@@ -200,7 +206,11 @@ class CTLoss(ConsistencyLoss):
     def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        return x0 + append_dims(t_next, x0.ndim) * z, x0 + append_dims(t_cur, x0.ndim) * z
+        x_next, x_cur = x0 + append_dims(t_next, x0.ndim) * z, x0 + append_dims(t_cur, x0.ndim) * z
+        if self.stable_target:
+            xbar = batch_posterior_mean(x0, z, 1 / t_next)
+            x_cur = x_cur - append_dims(1 - t_cur / t_next, x0.ndim) * (x0 - xbar)
+        return x_next, x_cur
 
 
 class ICTLoss(CTLoss):

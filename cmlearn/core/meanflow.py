@@ -16,6 +16,10 @@ arXiv 2505.13447), Sec. 3-4, Algorithm 1; its CIFAR-10/ImageNet 1-NFE FID 2.92 i
   (Table 1c). On the 2D toys the logit-normal almost never draws r near 0 (about 1% of pairs below 0.05), the
   end one step from noise needs: uniform times learn u(z, 0, 1) far better (``toy-meanflow``).
 * Adaptive loss weight (Sec. 4.3): loss = ||D||^2 / sg(||D||^2 + c)^p with p = 1, c = 1e-3.
+* ``stable_target=True`` (not in the MeanFlow paper): the conditional v = e - x is replaced by the marginal velocity
+  estimated from the batch, v = (z - xbar) / t with xbar the batch's posterior mean of x (the stable target field of
+  Xu et al., ICLR 2023; ``cmlearn.core.stable_target``). Equal to e - x where t is small (one weight is 1) and far
+  less noisy where t is large, the pairs the one-step map u(z, 0, 1) is built from.
 
 ``exact_velocity`` and ``exact_average_velocity`` give the ground truth on a Gaussian mixture: with sigma =
 t / (1 - t), z_t / (1 - t) = x + sigma e is the paper's VE x_sigma, so E[x | z_t] = D(z_t / (1 - t), sigma)
@@ -30,6 +34,7 @@ from torch import nn
 from cmlearn.core.jvp import total_derivative
 from cmlearn.core.parameterization import append_dims, as_time
 from cmlearn.core.pfode import Field
+from cmlearn.core.stable_target import batch_posterior_mean
 
 T_LO, T_HI = 1e-5, 1.0 - 1e-7  # where the exact velocity is evaluated: its 0/0 and 1/0 limits are finite
 
@@ -67,15 +72,27 @@ def sample_times(n: int, *, sampler: str = "logit_normal", p_mean: float = P_MEA
     return torch.where(keep, r, t), t
 
 
+def batch_velocity(x0: torch.Tensor, e: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The stable-target estimate of the marginal velocity at z_t = (1 - t) x0 + t e: (z_t - xbar) / t with xbar
+    the batch's posterior mean of x (``cmlearn.core.stable_target``, snr = (1 - t) / t), written as
+    (e - x0) + (x0 - xbar) / t so that small t loses no digits. x0, e: (B, ...); t: (B,), clamped to >= 1e-5 ->
+    (B, ...)."""
+    t = t.clamp_min(T_LO)
+    xbar = batch_posterior_mean(x0, e, (1 - t) / t)
+    return (e - x0) + (x0 - xbar) / append_dims(t, x0.ndim)
+
+
 class MeanFlowLoss:
     """MeanFlow's objective (Algorithm 1), called like the other losses: ``loss(model, target, x0, k=step,
     generator=g)`` -> (B,). The target is the model itself under stop-gradient (``mu = 0``)."""
 
     def __init__(self, *, sampler: str = "logit_normal", p_mean: float = P_MEAN, p_std: float = P_STD,
-                 ratio: float = 0.25, adaptive_p: float = 1.0, adaptive_c: float = 1e-3):
+                 ratio: float = 0.25, adaptive_p: float = 1.0, adaptive_c: float = 1e-3,
+                 stable_target: bool = False):
         sample_times(1, sampler=sampler, p_mean=p_mean, p_std=p_std, ratio=ratio)  # validates
         if adaptive_p < 0 or adaptive_c <= 0:
             raise ValueError(f"need adaptive_p >= 0 and adaptive_c > 0, got {adaptive_p}, {adaptive_c}")
+        self.stable_target = bool(stable_target)
         self.sampler, self.p_mean, self.p_std, self.ratio = sampler, p_mean, p_std, ratio
         self.adaptive_p, self.adaptive_c, self.mu = adaptive_p, adaptive_c, 0.0
 
@@ -94,7 +111,8 @@ class MeanFlowLoss:
         r, t = r.to(device=x0.device, dtype=x0.dtype), t.to(device=x0.device, dtype=x0.dtype)
         e = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         tt = append_dims(t, x0.ndim)
-        z, v = (1 - tt) * x0 + tt * e, e - x0
+        z = (1 - tt) * x0 + tt * e
+        v = batch_velocity(x0, e, t) if self.stable_target else e - x0
         u, du_dt = total_derivative(lambda zz, ts: model(zz, r, ts), z, t, v)
         u_tgt = (v - append_dims(t - r, x0.ndim) * du_dt).detach()
         err = (u - u_tgt).flatten(1).pow(2).sum(1)

@@ -32,6 +32,7 @@ from cmlearn.core.jvp import total_derivative
 from cmlearn.core.parameterization import SIGMA_DATA, append_dims, as_time
 from cmlearn.core.pfode import Field
 from cmlearn.core.schedules import EPS, T_MAX, check_time_range
+from cmlearn.core.stable_target import batch_posterior_mean
 
 TIME_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 TIME_INPUTS = ("t", "log_tan")
@@ -96,19 +97,38 @@ def teacher_velocity(denoiser: Field, x_t: torch.Tensor, t: torch.Tensor, *,
     return (cos * x_t - denoiser(x_t / cos, sigma_data * torch.tan(t))) / sin
 
 
+def sct_velocity(x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, *, sigma_data: float = SIGMA_DATA,
+                 stable_target: bool = False) -> torch.Tensor:
+    """sCT's dx_t/dt at x_t = cos(t) x0 + sin(t) z (z ~ N(0, sd^2 I)): cos(t) z - sin(t) x0 (sCM Eq. 8's conditional
+    tangent), or with ``stable_target`` that plus (x0 - xbar) / sin(t), xbar the batch's posterior mean of x0
+    (``cmlearn.core.stable_target``): the batch's estimate of the PF ODE's (cos(t) x_t - E[x0 | x_t]) / sin(t).
+    x0, z: (B, ...); t: (B,) radians in (0, pi/2] -> (B, ...)."""
+    cos, sin = append_dims(torch.cos(t), x0.ndim), append_dims(torch.sin(t), x0.ndim)
+    dx_dt = cos * z - sin * x0
+    if not stable_target:
+        return dx_dt
+    sin_t = torch.sin(t).clamp_min(1e-6)
+    xbar = batch_posterior_mean(x0, z / sigma_data, torch.cos(t) / (sigma_data * sin_t))
+    return dx_dt + (x0 - xbar) / append_dims(sin_t, x0.ndim)
+
+
 class SCMLoss:
     """sCT (``teacher=None``) or sCD (``teacher`` a VE denoiser D(x, sigma)), Algorithm 1 of sCM, called like the
     other losses: ``loss(model, target, x0, k=step, generator=g)`` -> (B,). ``model`` is a ``TrigFlowFunction``;
     its stop-gradient copy gives the target (``mu = 0``). ``tangent_norm`` c (0: off), ``warmup`` H iterations
     (0: none), ``adaptive``: the learned weighting. ``last_tangent_norm``: mean ||g|| (before normalization) of
-    the last call."""
+    the last call. ``stable_target`` (sCT only; not in sCM): dx_t/dt = cos(t) z - sin(t) x0 gains
+    (x0 - xbar) / sin(t), xbar the batch's posterior mean of x0 (``cmlearn.core.stable_target``), which makes it the
+    batch's estimate of the PF ODE's (cos(t) x_t - xbar) / sin(t)."""
 
     def __init__(self, teacher: Field | None = None, *, sigma_data: float = SIGMA_DATA, p_mean: float = -1.0,
                  p_std: float = 1.4, tangent_norm: float = 0.1, warmup: int = 0, adaptive: bool = True,
-                 eps: float = EPS, T: float = T_MAX):
+                 eps: float = EPS, T: float = T_MAX, stable_target: bool = False):
         check_time_range(eps=eps, T=T)
-        if p_std <= 0 or tangent_norm < 0 or warmup < 0:
-            raise ValueError(f"need p_std > 0, tangent_norm >= 0, warmup >= 0; got {p_std}, {tangent_norm}, {warmup}")
+        if p_std <= 0 or tangent_norm < 0 or warmup < 0 or (stable_target and teacher is not None):
+            raise ValueError(f"need p_std > 0, tangent_norm >= 0, warmup >= 0 and no teacher with stable_target; got "
+                             f"{p_std}, {tangent_norm}, {warmup}, stable_target={stable_target}")
+        self.stable_target = bool(stable_target)
         self.teacher, self.sigma_data, self.p_mean, self.p_std = teacher, sigma_data, p_mean, p_std
         self.c, self.warmup, self.adaptive, self.eps, self.T, self.mu = tangent_norm, warmup, adaptive, eps, T, 0.0
         self.last_tangent_norm = float("nan")
@@ -144,7 +164,7 @@ class SCMLoss:
         cos, sin = append_dims(torch.cos(t), x0.ndim), append_dims(torch.sin(t), x0.ndim)
         x_t = cos * x0 + sin * z
         if self.teacher is None:
-            dx_dt = cos * z - sin * x0
+            dx_dt = sct_velocity(x0, z, t, sigma_data=sd, stable_target=self.stable_target)
         else:
             with torch.no_grad():
                 dx_dt = teacher_velocity(self.teacher, x_t, t, sigma_data=sd).to(x0.dtype)

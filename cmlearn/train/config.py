@@ -28,6 +28,7 @@ ONLY_FOR = {
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
     "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",), "mf_times": ("meanflow",),
+    "stable_target": ("ct", "ict", "sct", "meanflow"),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
@@ -35,7 +36,8 @@ that is accepted and then ignored is a bug the user never sees)."""
 ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "ect_short_stages": 0,
               "ect_short_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
               "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0,
-              "mf_adaptive_p": 1.0, "time_input": "t", "mf_times": "logit_normal"}
+              "mf_adaptive_p": 1.0, "time_input": "t", "mf_times": "logit_normal",
+              "stable_target": False}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
 them out of the hash at these values, so adding a key does not orphan every existing run."""
 
@@ -91,6 +93,7 @@ class TrainConfig:
     mf_ratio: float = 0.25  # MeanFlow: fraction of samples with r != t
     mf_adaptive_p: float = 1.0  # MeanFlow: loss ||D||^2 / sg(||D||^2 + c)^p, this p (0: plain l2)
     mf_times: str = "logit_normal"  # MeanFlow: how (r, t) are drawn: logit_normal (p_mean, p_std) | uniform
+    stable_target: bool = False  # CT, iCT, sCT, MeanFlow: the batch's posterior mean of x in the target
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX

@@ -33,11 +33,11 @@ def continuous_loss(cfg: TrainConfig, teacher=None):
         from cmlearn.core.meanflow import MeanFlowLoss
 
         return MeanFlowLoss(sampler=cfg.mf_times, p_mean=cfg.p_mean, p_std=cfg.p_std, ratio=cfg.mf_ratio,
-                            adaptive_p=cfg.mf_adaptive_p)
+                            adaptive_p=cfg.mf_adaptive_p, stable_target=cfg.stable_target)
     from cmlearn.core.scm import SCMLoss
 
     if cfg.kind == "scd" and teacher is None:
         raise ValueError("kind 'scd' needs a teacher denoiser (teacher=exact|empirical|RUN_DIR)")
     return SCMLoss(teacher if cfg.kind == "scd" else None, sigma_data=cfg.sigma_data, p_mean=cfg.p_mean,
                    p_std=cfg.p_std, tangent_norm=cfg.tangent_norm, warmup=cfg.tangent_warmup,
-                   adaptive=cfg.adaptive_weight, eps=cfg.eps, T=cfg.T)
+                   adaptive=cfg.adaptive_weight, eps=cfg.eps, T=cfg.T, stable_target=cfg.stable_target)

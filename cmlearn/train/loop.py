@@ -56,8 +56,10 @@ def make_loss(cfg: TrainConfig, teacher=None):
     curriculum = {k: v for k, v in (("s0", cfg.s0), ("s1", cfg.s1)) if v}
     if cfg.kind == "ct":
         return CTLoss(K=K, mu0=cfg.mu0, official_mu=cfg.official_mu, N=cfg.ct_fixed_N or None,
-                      mu=cfg.ct_fixed_mu if cfg.ct_fixed_mu >= 0 else None, **curriculum, **grid)
-    return ICTLoss(K=K, p_mean=cfg.p_mean, p_std=cfg.p_std, N=cfg.ct_fixed_N or None, **curriculum, **grid)
+                      mu=cfg.ct_fixed_mu if cfg.ct_fixed_mu >= 0 else None, stable_target=cfg.stable_target,
+                      **curriculum, **grid)
+    return ICTLoss(K=K, p_mean=cfg.p_mean, p_std=cfg.p_std, N=cfg.ct_fixed_N or None,
+                   stable_target=cfg.stable_target, **curriculum, **grid)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:

@@ -1,0 +1,40 @@
+"""The batch's posterior mean of the data: a low-variance stand-in for the one data point a noisy sample came from.
+
+Source: Y. Xu, S. Tong, T. Jaakkola, R. Chen, Y. Tian, Y. Wang, Y. Liu, "Stable Target Field for Reduced Variance
+Score Estimation in Diffusion Models" (ICLR 2023, arXiv 2302.00670), Eq. 7: the denoising target x_i of a sample
+y_i = a_i x_i + b_i e_i is replaced by the self-normalized importance-sampling estimate of E[x | y_i] over a
+reference batch that holds x_i,
+
+    xbar_i = sum_j w_ij x_j,   w_ij = softmax_j(-||y_i - a_i x_j||^2 / (2 b_i^2)).
+
+Where b / a is small the own point's weight is 1 and xbar_i = x_i (nothing changes); where it is large the weights
+spread over the batch and xbar_i is close to the exact posterior mean, whose variance given y is 0. The estimate is
+consistent in the batch size (biased for a finite batch, as any self-normalized estimate). Used by MeanFlow
+(``cmlearn.core.meanflow``), CT / iCT (``cmlearn.core.losses``) and sCT (``cmlearn.core.scm``) when a config sets
+``stable_target=true``. Measured (README): on the 2D toys, where 512 points cover the data, it takes MeanFlow's
+1-step distance from 2.3x to 1.2x the exact Heun bar; on the 8x8 digits (64 dimensions, batch 64) it made
+MeanFlow worse (1-step FD-digits 217 against 71.9): the weights snap onto the few batch images near z_t.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tensor) -> torch.Tensor:
+    """xbar_i for y_i = a_i x0_i + b_i noise_i, snr_i = a_i / b_i >= 0. x0, noise: (B, ...); snr: (B,) -> (B, ...).
+
+    The logits are computed from x_i - x_j (-snr e_i.(x_i - x_j) - snr^2 ||x_i - x_j||^2 / 2, the j-free term
+    dropped), so the own point's logit is exactly 0 however large snr is; memory O(B^2). Raises ValueError on
+    mismatched shapes or a negative or non-finite snr."""
+    b = x0.shape[0]
+    if noise.shape != x0.shape or snr.shape != (b,):
+        raise ValueError(f"need noise shaped like x0 {tuple(x0.shape)} and snr of shape ({b},), got "
+                         f"{tuple(noise.shape)} and {tuple(snr.shape)}")
+    if not (torch.isfinite(snr).all() and (snr >= 0).all()):
+        raise ValueError(f"snr must be finite and >= 0, got min {float(snr.min())}, max {float(snr.max())}")
+    ef, xf, s = noise.reshape(b, -1), x0.reshape(b, -1), snr.reshape(b, 1)
+    dx2 = torch.cdist(xf, xf, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+    ex = (ef * xf).sum(1, keepdim=True) - ef @ xf.T  # e_i . (x_i - x_j)
+    w = torch.softmax(-s * ex - s.pow(2) * dx2 / 2, dim=1)
+    return (w @ xf).reshape(x0.shape)
