@@ -78,6 +78,23 @@ def test_loss_same_noise_weighting_and_boundary():
     assert torch.allclose(model.inner(x_r[at_eps], r[at_eps]), x_r[at_eps])
 
 
+def test_stable_target_moves_only_the_target_point():
+    """stable_target=True: x_t is unchanged and x_r = x + r z - (1 - r / t) (x - xbar), xbar the batch's posterior
+    mean of x given x_t (cmlearn.core.stable_target)."""
+    from cmlearn.core.stable_target import batch_posterior_mean
+
+    x0 = torch.randn(256, 2) * 0.5
+    plain, stable = Recorder(), Recorder()
+    ECTLoss(stage_steps=10)(plain, plain, x0, generator=torch.Generator().manual_seed(1))
+    ECTLoss(stage_steps=10, stable_target=True)(stable, stable, x0, generator=torch.Generator().manual_seed(1))
+    (xa_t, t), (xa_r, r) = plain.calls
+    (xb_t, _), (xb_r, _) = stable.calls
+    assert torch.equal(xa_t, xb_t) and not torch.allclose(xa_r, xb_r)
+    z = (xa_t - x0) / t[:, None]
+    want = xa_r - (1 - r / t)[:, None] * (x0 - batch_posterior_mean(x0, z, 1 / t))
+    assert torch.allclose(xb_r, want, atol=1e-5)
+
+
 def test_only_the_online_pass_carries_gradient():
     torch.manual_seed(0)
     f = ConsistencyFunction(MLP(2, width=32, depth=2, emb_dim=16))

@@ -40,6 +40,7 @@ from torch import nn
 from cmlearn.core.losses import _paired, make_distance
 from cmlearn.core.parameterization import append_dims
 from cmlearn.core.schedules import EPS, T_MAX, check_time_range
+from cmlearn.core.stable_target import batch_posterior_mean
 
 ECT_Q, ECT_K, ECT_B = 2.0, 8.0, 1.0
 P_MEAN, P_STD = -1.1, 2.0
@@ -78,12 +79,16 @@ def truncated_lognormal(n: int, *, p_mean: float = P_MEAN, p_std: float = P_STD,
 class ECTLoss:
     """ECT's loss (see the module docstring), called like the other losses: ``loss(model, target, x0, k=step,
     generator=g)`` -> (B,). ``stage_steps`` is d, the iterations per stage (after ``short_stages`` stages of
-    ``short_steps``, see ``ect_stage``). ``mu = 0``: the online network is its own stop-gradient target."""
+    ``short_steps``, see ``ect_stage``). ``mu = 0``: the online network is its own stop-gradient target.
+    ``stable_target`` (not in ECT) moves x + r z by (1 - r / t) (x - xbar), xbar the batch's posterior mean of x given
+    x + t z (``cmlearn.core.stable_target``), as ``CTLoss`` does."""
 
     def __init__(self, *, stage_steps: int, q: float = ECT_Q, k: float = ECT_K, b: float = ECT_B,
                  p_mean: float = P_MEAN, p_std: float = P_STD, distance: str = "pseudo_huber", eps: float = EPS,
-                 T: float = T_MAX, huber_c: float = 0.0, short_stages: int = 0, short_steps: int = 0):
+                 T: float = T_MAX, huber_c: float = 0.0, short_stages: int = 0, short_steps: int = 0,
+                 stable_target: bool = False):
         check_time_range(eps=eps, T=T)
+        self.stable_target = bool(stable_target)
         ect_stage(0, stage_steps, short_stages=short_stages, short_steps=short_steps)
         self.short = dict(short_stages=int(short_stages), short_steps=int(short_steps))
         if not q > 1 or p_std <= 0:
@@ -117,5 +122,8 @@ class ECTLoss:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         dt = (t - r).clamp(min=1e-12).to(device=x0.device, dtype=x0.dtype)
         t, r = t.to(device=x0.device, dtype=x0.dtype), r.to(device=x0.device, dtype=x0.dtype)
-        out, tgt = _paired(model, target, x0 + append_dims(t, x0.ndim) * z, t, x0 + append_dims(r, x0.ndim) * z, r)
+        x_r = x0 + append_dims(r, x0.ndim) * z
+        if self.stable_target:
+            x_r = x_r - append_dims(1 - r / t, x0.ndim) * (x0 - batch_posterior_mean(x0, z, 1 / t))
+        out, tgt = _paired(model, target, x0 + append_dims(t, x0.ndim) * z, t, x_r, r)
         return self.d(out, tgt.to(out.dtype)) / dt

@@ -28,7 +28,7 @@ ONLY_FOR = {
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
     "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",), "mf_times": ("meanflow",),
-    "stable_target": ("ct", "ict", "sct", "meanflow"),
+    "stable_target": ("ct", "ict", "ect", "sct", "meanflow"),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""

@@ -50,7 +50,8 @@ def make_loss(cfg: TrainConfig, teacher=None):
     if cfg.kind == "ect":  # Easy Consistency Tuning: stages of ect_stage_steps (default 8), after any short ones
         return ECTLoss(stage_steps=cfg.ect_stage_steps or max(1, cfg.steps // 8), q=cfg.ect_q, p_mean=cfg.p_mean,
                        p_std=cfg.p_std, distance=cfg.distance, eps=cfg.eps, T=cfg.T,
-                       huber_c=cfg.huber_c, short_stages=cfg.ect_short_stages, short_steps=cfg.ect_short_steps)
+                       huber_c=cfg.huber_c, short_stages=cfg.ect_short_stages, short_steps=cfg.ect_short_steps,
+                       stable_target=cfg.stable_target)
     if cfg.kind in CONTINUOUS:  # sCT, sCD, MeanFlow
         return continuous_loss(cfg, teacher)
     curriculum = {k: v for k, v in (("s0", cfg.s0), ("s1", cfg.s1)) if v}
