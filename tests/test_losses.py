@@ -168,6 +168,7 @@ def test_ct_stable_target_is_an_euler_step_of_the_batch_score():
         else:
             assert err_stable < 0.2 * err_plain, (t_next, err_stable, err_plain)
     cfg = get_preset("toy-ct").override({"stable_target": True})
-    assert make_loss(cfg).stable_target and make_loss(get_preset("toy-ict").override(["stable_target=true"])).stable_target
+    ict = get_preset("toy-ict").override(["stable_target=true"])
+    assert make_loss(cfg).stable_target and make_loss(ict).stable_target
     with pytest.raises(ValueError, match="stable_target"):
         get_preset("toy-cd").override({"stable_target": True})

@@ -101,6 +101,21 @@ def test_batch_velocity_is_the_marginal_velocity_with_less_noise():
     from cmlearn.train.continuous import continuous_loss
 
     assert continuous_loss(get_preset("toy-meanflow").override(["stable_target=true"])).stable_target
+    # the loss uses it: same draws, another target, and at (r, t) = (t, t) the target is the estimate itself
+    torch.manual_seed(0)
+    model = MeanFlowModel(MLP(2, width=16, depth=1, n_times=2))
+    x = dist.sample(256, generator=g).float()
+    plain, stable = (MeanFlowLoss(ratio=0.0, adaptive_p=0.0, stable_target=s)(
+        model, model, x, generator=torch.Generator().manual_seed(3)) for s in (False, True))
+    gen = torch.Generator().manual_seed(3)
+    r, t = sample_times(256, ratio=0.0, generator=gen)
+    e = torch.randn(x.shape, generator=gen)
+    tf = t.float()
+    z = (1 - tf[:, None]) * x + tf[:, None] * e
+    with torch.no_grad():
+        u = model(z, tf, tf)
+    for loss, v in ((plain, e - x), (stable, batch_velocity(x, e, tf))):
+        assert torch.allclose(loss.detach(), (u - v).pow(2).sum(1), rtol=1e-4, atol=1e-5)
 
 
 def test_loss_is_finite_and_trains_the_net():

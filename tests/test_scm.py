@@ -58,6 +58,13 @@ def test_stable_sct_tangent_is_close_to_the_pf_ode_velocity():
         assert err < 0.1 * err_plain, (tv, err, err_plain)
     with pytest.raises(ValueError, match="stable_target=True"):
         SCMLoss(dist.denoiser, stable_target=True)
+    # the loss uses it: the same draws give another loss
+    torch.manual_seed(0)
+    model = TrigFlowFunction(MLP(2, width=16, depth=1), sigma_data=SD)
+    x = dist.sample(128, generator=g).float()
+    plain, stable = (SCMLoss(stable_target=s)(model, model, x, generator=torch.Generator().manual_seed(2))
+                     for s in (False, True))
+    assert torch.isfinite(stable).all() and not torch.allclose(plain, stable)
 
 
 @pytest.mark.parametrize("time_input", ["t", "log_tan"])

@@ -10,7 +10,8 @@ reference batch that holds x_i,
 Where b / a is small the own point's weight is 1 and xbar_i = x_i (nothing changes); where it is large the weights
 spread over the batch and xbar_i is close to the exact posterior mean, whose variance given y is 0. The estimate is
 consistent in the batch size (biased for a finite batch, as any self-normalized estimate). Used by MeanFlow
-(``cmlearn.core.meanflow``), CT / iCT (``cmlearn.core.losses``) and sCT (``cmlearn.core.scm``) when a config sets
+(``cmlearn.core.meanflow``), CT / iCT (``cmlearn.core.losses``), ECT (``cmlearn.core.ect``) and sCT
+(``cmlearn.core.scm``) when a config sets
 ``stable_target=true``. Measured (README): on the 2D toys, where 512 points cover the data, it takes MeanFlow's
 1-step distance from 2.3x to 1.2x the exact Heun bar; on the 8x8 digits (64 dimensions, batch 64) it made
 MeanFlow worse (1-step FD-digits 217 against 71.9): the weights snap onto the few batch images near z_t.
@@ -33,8 +34,9 @@ def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tenso
                          f"{tuple(noise.shape)} and {tuple(snr.shape)}")
     if not (torch.isfinite(snr).all() and (snr >= 0).all()):
         raise ValueError(f"snr must be finite and >= 0, got min {float(snr.min())}, max {float(snr.max())}")
-    ef, xf, s = noise.reshape(b, -1), x0.reshape(b, -1), snr.reshape(b, 1)
+    ef, xf, s = noise.reshape(b, -1), x0.reshape(b, -1), snr.to(x0).reshape(b, 1)
     dx2 = torch.cdist(xf, xf, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     ex = (ef * xf).sum(1, keepdim=True) - ef @ xf.T  # e_i . (x_i - x_j)
+    ex.fill_diagonal_(0)  # exactly 0 for j = i (the two sums round differently)
     w = torch.softmax(-s * ex - s.pow(2) * dx2 / 2, dim=1)
     return (w @ xf).reshape(x0.shape)

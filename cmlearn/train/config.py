@@ -93,7 +93,7 @@ class TrainConfig:
     mf_ratio: float = 0.25  # MeanFlow: fraction of samples with r != t
     mf_adaptive_p: float = 1.0  # MeanFlow: loss ||D||^2 / sg(||D||^2 + c)^p, this p (0: plain l2)
     mf_times: str = "logit_normal"  # MeanFlow: how (r, t) are drawn: logit_normal (p_mean, p_std) | uniform
-    stable_target: bool = False  # CT, iCT, sCT, MeanFlow: the batch's posterior mean of x in the target
+    stable_target: bool = False  # CT, iCT, ECT, sCT, MeanFlow: the batch's posterior mean of x in the target
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX
