@@ -172,3 +172,8 @@ def test_ct_stable_target_is_an_euler_step_of_the_batch_score():
     assert make_loss(cfg).stable_target and make_loss(ict).stable_target
     with pytest.raises(ValueError, match="stable_target"):
         get_preset("toy-cd").override({"stable_target": True})
+    for small in ({"batch_size": 1}, {"batch_size": 64, "grad_accum": 64}, {"micro_batch": 1}):
+        with pytest.raises(ValueError, match="leave 1: the estimate would be the point itself"):
+            get_preset("toy-ct").override({"stable_target": True, **small})
+    with pytest.raises(ValueError, match=r"cannot parse 'yes please' as bool \(use true / false"):
+        get_preset("toy-ct").override(["stable_target=yes please"])

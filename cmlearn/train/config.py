@@ -159,6 +159,11 @@ class TrainConfig:
             raise ValueError(f"mf_times must be one of {MF_TIMES}, got mf_times={self.mf_times!r}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
+        per_pass = min(self.batch_size // self.grad_accum, self.micro_batch or self.batch_size)
+        if self.stable_target and per_pass < 2:
+            raise ValueError(f"stable_target=true averages over the points of one forward pass, and batch_size="
+                             f"{self.batch_size}, grad_accum={self.grad_accum}, micro_batch={self.micro_batch} leave "
+                             f"{per_pass}: the estimate would be the point itself; use a larger batch")
         self._check_unused()
 
     def _check_unused(self) -> None:
@@ -230,4 +235,5 @@ def _parse(text: str, typ: type):
             return json.loads(text)
         return typ(text)
     except ValueError as err:
-        raise ValueError(f"cannot parse {text!r} as {typ.__name__}") from err
+        hint = " (use true / false, yes / no, on / off or 1 / 0)" if typ is bool else ""
+        raise ValueError(f"cannot parse {text!r} as {typ.__name__}{hint}") from err
