@@ -136,7 +136,20 @@ def cmd_evaluate(a) -> int:
     write_evaluation(a.run_dir, res)
     for k, v in res.items():
         print(f"{k}: {v:.5g}" if isinstance(v, float) else f"{k}: {v}")
+    for prefix, text in METRIC_LEGEND.items():
+        if any(k.startswith(prefix) for k in res):
+            print(text)
     return 0
+
+
+METRIC_LEGEND = {
+    "sw_": "sw_*: sliced Wasserstein-2 distance of the samples to fresh data, in the data's units (lower is better; "
+           "sw_exact_heun18: the exact-score Heun N = 18 sampler, sw_floor: the data against itself, both only for "
+           "a preset data set)",
+    "nll_": "nll_*: mean negative log-likelihood of the samples under the exact mixture (lower is better)",
+    "fd_": "fd_*: FD-digits, the Frechet distance of classifier features to the test digits (lower is better)",
+    "fid_": "fid_*: FID against the CIFAR-10 training set statistics (lower is better)",
+}
 
 
 def cmd_import(a) -> int:

@@ -169,7 +169,8 @@ def test_cli_trains_samples_and_evaluates_a_point_cloud(tmp_path, capsys):
     assert main(["sample", str(out), "--n", "4", "--ts", "80", "--out", str(tmp_path / "t.npy")]) != 0
     assert "give steps, not taus" in capsys.readouterr().err
     assert main(["evaluate", str(out), "--n", "200"]) == 0
-    assert "sw_1step" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "sw_1step" in printed and "sw_*: sliced Wasserstein-2 distance" in printed and "nll_*" not in printed
 
 
 def test_a_short_training_learns_the_exact_average_velocity():
