@@ -40,7 +40,7 @@ from torch import nn
 from cmlearn.core.losses import _paired, make_distance
 from cmlearn.core.parameterization import append_dims
 from cmlearn.core.schedules import EPS, T_MAX, check_time_range
-from cmlearn.core.stable_target import batch_posterior_mean
+from cmlearn.core.stable_target import stable_ve_point
 
 ECT_Q, ECT_K, ECT_B = 2.0, 8.0, 1.0
 P_MEAN, P_STD = -1.1, 2.0
@@ -80,8 +80,8 @@ class ECTLoss:
     """ECT's loss (see the module docstring), called like the other losses: ``loss(model, target, x0, k=step,
     generator=g)`` -> (B,). ``stage_steps`` is d, the iterations per stage (after ``short_stages`` stages of
     ``short_steps``, see ``ect_stage``). ``mu = 0``: the online network is its own stop-gradient target.
-    ``stable_target`` (not in ECT) moves x + r z by (1 - r / t) (x - xbar), xbar the batch's posterior mean of x given
-    x + t z (``cmlearn.core.stable_target``), as ``CTLoss`` does."""
+    ``stable_target`` (not in ECT) moves x + r z one Euler step of the batch's score from x + t z
+    (``cmlearn.core.stable_target.stable_ve_point``), as ``CTLoss`` does."""
 
     def __init__(self, *, stage_steps: int, q: float = ECT_Q, k: float = ECT_K, b: float = ECT_B,
                  p_mean: float = P_MEAN, p_std: float = P_STD, distance: str = "pseudo_huber", eps: float = EPS,
@@ -122,8 +122,6 @@ class ECTLoss:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         dt = (t - r).clamp(min=1e-12).to(device=x0.device, dtype=x0.dtype)
         t, r = t.to(device=x0.device, dtype=x0.dtype), r.to(device=x0.device, dtype=x0.dtype)
-        x_r = x0 + append_dims(r, x0.ndim) * z
-        if self.stable_target:
-            x_r = x_r - append_dims(1 - r / t, x0.ndim) * (x0 - batch_posterior_mean(x0, z, 1 / t))
+        x_r = stable_ve_point(x0, z, t, r) if self.stable_target else x0 + append_dims(r, x0.ndim) * z
         out, tgt = _paired(model, target, x0 + append_dims(t, x0.ndim) * z, t, x_r, r)
         return self.d(out, tgt.to(out.dtype)) / dt

@@ -25,7 +25,7 @@ from cmlearn.core.schedules import (
     karras_sigmas,
     lognormal_index_weights,
 )
-from cmlearn.core.stable_target import batch_posterior_mean
+from cmlearn.core.stable_target import stable_ve_point
 
 # ---------------------------------------------------------------- distances d(x, y), per sample
 
@@ -181,8 +181,8 @@ class CTLoss(ConsistencyLoss):
     ``N`` fixes the number of steps (and ``mu`` the target decay) instead of the curriculum. ``stable_target=True``
     (not in the paper) takes the target's point one Euler step of the batch's score estimate back, x + t_n z -
     (1 - t_n / t_{n+1}) (x - xbar), xbar the batch's posterior mean of x at x + t_{n+1} z
-    (``cmlearn.core.stable_target``): the same point where the own x dominates the batch (small t), far less noise
-    where it does not.
+    (``cmlearn.core.stable_target.stable_ve_point``): the same point where the own x dominates the batch (small
+    t), far less noise where it does not.
     """
 
     def __init__(self, *, K: int, s0: int = 2, s1: int = 150, mu0: float = 0.9, official_mu: bool = False,
@@ -206,11 +206,10 @@ class CTLoss(ConsistencyLoss):
     def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        x_next, x_cur = x0 + append_dims(t_next, x0.ndim) * z, x0 + append_dims(t_cur, x0.ndim) * z
+        x_next = x0 + append_dims(t_next, x0.ndim) * z
         if self.stable_target:
-            xbar = batch_posterior_mean(x0, z, 1 / t_next)
-            x_cur = x_cur - append_dims(1 - t_cur / t_next, x0.ndim) * (x0 - xbar)
-        return x_next, x_cur
+            return x_next, stable_ve_point(x0, z, t_next, t_cur)
+        return x_next, x0 + append_dims(t_cur, x0.ndim) * z
 
 
 class ICTLoss(CTLoss):

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from cmlearn.core.parameterization import append_dims
+
 
 def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tensor) -> torch.Tensor:
     """xbar_i for y_i = a_i x0_i + b_i noise_i, snr_i = a_i / b_i >= 0. x0, noise: (B, ...); snr: (B,) -> (B, ...).
@@ -41,3 +43,12 @@ def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tenso
     ex.fill_diagonal_(0)  # exactly 0 for j = i (the two sums round differently)
     w = torch.softmax(-s * ex - s.pow(2) * dx2 / 2, dim=1)
     return (w @ xf).reshape(x0.shape)
+
+
+def stable_ve_point(x0: torch.Tensor, z: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor) -> torch.Tensor:
+    """The target point of CT / ECT with the stable target: one Euler step of the VE PF ODE dx/dt = (x - xbar) / t
+    from x0 + t_from z to t_to, xbar the batch's posterior mean of x at x0 + t_from z (snr = 1 / t_from); equal to
+    x0 + t_to z - (1 - t_to / t_from) (x0 - xbar), which is CT's x0 + t_to z where xbar = x0. x0, z: (B, ...);
+    t_from, t_to: (B,), t_from > 0 -> (B, ...)."""
+    xbar = batch_posterior_mean(x0, z, 1 / t_from)
+    return x0 + append_dims(t_to, x0.ndim) * z - append_dims(1 - t_to / t_from, x0.ndim) * (x0 - xbar)
