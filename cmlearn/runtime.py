@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -23,6 +25,21 @@ def fast_mode() -> bool:
 def pick(full: T, fast: T) -> T:
     """Return ``fast`` in fast mode and ``full`` otherwise: the one helper that shrinks work."""
     return fast if fast_mode() else full
+
+
+@contextmanager
+def full_mode() -> Iterator[None]:
+    """Inside the block ``fast_mode()`` is False (``CMLEARN_FAST`` set to 0, restored after): to name a full-mode
+    preset from fast mode, e.g. the shipped runs' (``cmlearn.train.cache.shipped_run``)."""
+    old = os.environ.get("CMLEARN_FAST")
+    os.environ["CMLEARN_FAST"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["CMLEARN_FAST"]
+        else:
+            os.environ["CMLEARN_FAST"] = old
 
 
 def seed_everything(seed: int) -> torch.Generator:

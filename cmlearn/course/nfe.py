@@ -14,7 +14,7 @@ import torch
 
 from cmlearn.course.sampling import toy_cd_config
 from cmlearn.runtime import fast_mode, pick
-from cmlearn.train.cache import cache_dir, train_or_load
+from cmlearn.train.cache import cache_dir, train_or_load, with_teacher
 from cmlearn.train.nfe import cm_method, exact_method, pd_method, teacher_method
 from cmlearn.train.pd import pd_train_or_load
 from cmlearn.train.presets import get_preset
@@ -84,12 +84,12 @@ def _nb06_run(kind: str, fast: bool):
 
 
 def digits_runs(methods: Sequence[str] = ("edm", "cd", "pd", "ct", "ict"), *, progress: bool | None = False) -> dict:
-    """Notebook 08's digits runs (its presets and names) and PD from the same EDM teacher ("pd", {steps: Run})."""
+    """Notebook 08's digits runs (its presets and names; the shipped ones in full mode) and PD from the same EDM
+    teacher ("pd", {steps: Run})."""
     edm = train_or_load(get_preset("digits-edm"), "digits-edm", progress=progress)
     out: dict = {"edm": edm}
     if "cd" in methods:
-        out["cd"] = train_or_load(get_preset("digits-cd").override({"teacher": str(edm.path)}), "digits-cd",
-                                  progress=progress)
+        out["cd"] = train_or_load(with_teacher(get_preset("digits-cd"), edm.path), "digits-cd", progress=progress)
     if "pd" in methods:
         out["pd"] = pd_train_or_load(get_preset("digits-pd").override({"teacher": str(edm.path)}), "nb11-digits-pd",
                                      progress=progress)

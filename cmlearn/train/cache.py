@@ -47,6 +47,33 @@ def pretrained_dir(cfg: TrainConfig) -> Path | None:
     return hits[0] if hits else None
 
 
+def shipped_run(preset: str) -> Run:
+    """The shipped run of PRESET's full-mode config (``data/pretrained/PRESET-HASH``), loaded in fast mode too,
+    so a notebook can show a full-size model without training it. FileNotFoundError (naming what is shipped) when
+    none matches the current preset, ValueError for an unknown preset."""
+    from cmlearn.runtime import full_mode
+    from cmlearn.train.presets import get_preset
+
+    with full_mode():
+        cfg = get_preset(preset)
+    path = pretrained_dir(cfg)
+    if path is None:
+        have = sorted(p.name for p in PRETRAINED.glob("*-*")) if PRETRAINED.is_dir() else []
+        raise FileNotFoundError(f"no shipped run of the current {preset!r} preset (hash {config_key(cfg)}) in "
+                                f"{PRETRAINED}; shipped: {have}; rebuild: python scripts/build_pretrained.py {preset}")
+    return load_run(path)
+
+
+def with_teacher(cfg: TrainConfig, teacher_dir: str | Path) -> TrainConfig:
+    """``cfg`` distilling the finished run in ``teacher_dir``: its path as ``teacher``, except for a shipped teacher
+    when the course also ships the run of ``cfg`` itself (built from that teacher under the preset's own teacher
+    path), so that ``train_or_load`` loads that run instead of distilling the teacher again."""
+    teacher_dir = Path(teacher_dir)
+    if teacher_dir.resolve().parent == PRETRAINED.resolve() and pretrained_dir(cfg) is not None:
+        return cfg
+    return cfg.override({"teacher": str(teacher_dir)})
+
+
 def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> Path:
     """CACHE/NAME-HASH; ``name`` must be a plain directory name (ValueError otherwise)."""
     if not name or "/" in name:

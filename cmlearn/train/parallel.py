@@ -63,12 +63,14 @@ def _call_all(calls: Sequence[Callable[[], object]]) -> None:
         call()
 
 
-def train_job(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> Job:
-    """A Job that ``train_or_load``s ``cfg`` into CACHE/NAME-HASH (CACHE resolved now, as the worker may not)."""
+def train_job(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, retrain: bool = False) -> Job:
+    """A Job that ``train_or_load``s ``cfg`` into CACHE/NAME-HASH (CACHE resolved now, as the worker may not);
+    ``retrain``: train it even when the course ships a run of ``cfg``."""
     cache = Path(cache) if cache is not None else cache_dir()
-    out = pretrained_dir(cfg) or run_dir(cfg, name, cache=cache)  # where train_or_load will find it
-    return Job(partial(quietly, train_or_load, cfg, name, cache=cache), runs=[(out, cfg.steps)],
-               here=partial(train_or_load, cfg, name, cache=cache))
+    shipped = None if retrain else pretrained_dir(cfg)
+    out = shipped or run_dir(cfg, name, cache=cache)  # where train_or_load will find it
+    return Job(partial(quietly, train_or_load, cfg, name, cache=cache, retrain=retrain), runs=[(out, cfg.steps)],
+               here=partial(train_or_load, cfg, name, cache=cache, retrain=retrain))
 
 
 def quietly(fn: Callable, *args, **kwargs) -> None:
