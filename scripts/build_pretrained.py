@@ -5,10 +5,11 @@
 
 Each run is trained with ``cmlearn.train.loop.train`` from its preset exactly as a student would, then slimmed to
 what ``load_run`` needs (config, EMA weights, step, shape: no optimizer or target), and evaluated; the figure the
-README quotes is printed and stored in RUN_DIR/evaluation.json (a test checks it reproduces). Digits runs keep
-their weights in float16 (half the bytes; ``load_run`` copies them into the float32 network, and the stored
-evaluation is of those weights). ``digits-cd`` distills its preset's teacher path ``runs/digits-edm``: that
-teacher is trained first, in a temporary working directory, and shipped as ``digits-edm`` beside it.
+README quotes is printed and stored in RUN_DIR/evaluation.json (a test checks it reproduces). Runs keep their
+weights in float16 (half the bytes; ``load_run`` copies them into the float32 network, and the stored evaluation is
+of those weights); the shipped ``toy-cd`` predates that and is float32. ``digits-cd`` distills its preset's
+teacher path ``runs/digits-edm``: that teacher is trained first, in a temporary working directory, and shipped as
+``digits-edm`` beside it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-SHIPPED = ("toy-cd", "digits-cd", "digits-ct", "digits-ict", "digits-sct", "digits-meanflow")
+SHIPPED = ("toy-cd", "toy-sct", "toy-meanflow", "digits-cd", "digits-ct", "digits-ict", "digits-sct", "digits-meanflow")
 """``digits-cd`` ships ``digits-edm``, the teacher it distilled, with it."""
 
 
@@ -37,7 +38,7 @@ def ship(run_dir: Path) -> Path:
     out = PRETRAINED / f"{cfg.preset}-{config_key(cfg)}"
     digits = cfg.data == "digits"
     state = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    ema = {k: v.half() if digits and v.is_floating_point() else v for k, v in state["ema"].items()}
+    ema = {k: v.half() if v.is_floating_point() else v for k, v in state["ema"].items()}
     shutil.rmtree(out, ignore_errors=True)
     save_checkpoint({"step": state["step"], "model": ema, "ema": ema, "shape": state["shape"],
                      "config": state["config"]}, out / "checkpoints" / "latest.pt")

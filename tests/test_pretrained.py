@@ -49,8 +49,8 @@ def test_shipped_run_matches_its_preset_and_reproduces(run_dir, monkeypatch, tmp
     if digits:  # README: every shipped digits model draws all ten digits (1 and 2 steps, or the teacher's Heun)
         hists = {k: v for k, v in res.items() if k.startswith("hist_")}
         assert hists and all(min(v) > 0 for v in hists.values()), hists
-    else:
-        assert res["sw_1step"] <= res["sw_exact_heun18"] * 1.15  # the demo's claim: one step near the 34-NFE teacher
+    else:  # the demo's claim for toy-cd (one step near the 34-NFE exact teacher); the issue-14 bar for the others
+        assert res["sw_1step"] <= res["sw_exact_heun18"] * (1.15 if name == "toy-cd" else 1.5), res
 
 
 def test_train_or_load_prefers_the_shipped_run(tmp_path, monkeypatch, capsys):
