@@ -9,7 +9,7 @@ README quotes is printed and stored in RUN_DIR/evaluation.json (a test checks it
 weights in float16 (half the bytes; ``load_run`` copies them into the float32 network, and the stored evaluation is
 of those weights); the shipped ``toy-cd`` predates that and is float32. ``digits-cd`` distills its preset's
 teacher path ``runs/digits-edm``: that teacher is trained first, in a temporary working directory, and shipped as
-``digits-edm`` beside it.
+``digits-edm`` beside it (its float32 weights distilled, their float16 rounding shipped).
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ def build(name: str) -> Path:
     from cmlearn.train.loop import train
     from cmlearn.train.presets import get_preset
 
-    if name.endswith("-edm") and name.replace("-edm", "-cd") in SHIPPED:  # one teacher for the shipped CD
-        raise SystemExit(f"{name} ships with {name.replace('-edm', '-cd')}, the run distilled from it: "
-                         f"python scripts/build_pretrained.py {name.replace('-edm', '-cd')}")
+    student = name.replace("-edm", "-cd")
+    if name.endswith("-edm") and student in SHIPPED and Path(get_preset(student).teacher).name == name:
+        raise SystemExit(f"{name} ships with {student}, the run distilled from it: "
+                         f"python scripts/build_pretrained.py {student}")  # one teacher for the shipped CD
     cfg = get_preset(name)
     here = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:

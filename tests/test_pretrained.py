@@ -38,8 +38,10 @@ def test_shipped_run_matches_its_preset_and_reproduces(run_dir, monkeypatch, tmp
     assert keys, stored
     for k in keys:
         assert res[k] == pytest.approx(stored[k], rel=1e-3), k
-    quoted = f"{stored[keys[0]]:.2f}" if digits else f"{stored[keys[0]]:.4f}"
-    assert quoted in (ROOT / "README.md").read_text(), f"README does not quote {run_dir.name}'s {keys[0]} {quoted}"
+    readme = (ROOT / "README.md").read_text()
+    for k in keys:  # each figure the README quotes for this run
+        quoted = f"{stored[k]:.2f}" if digits else f"{stored[k]:.4f}"
+        assert quoted in readme, f"README does not quote {run_dir.name}'s {k} {quoted}"
     # `cmlearn evaluate` on the shipped run rewrites its file in the same format (no spurious diff in data/)
     text = (run_dir / "evaluation.json").read_text()
     assert stored["run"] == run_dir.name  # not a path of the machine that built it
@@ -89,8 +91,13 @@ def test_with_teacher_keeps_the_preset_for_the_shipped_teacher_only(monkeypatch,
     shipped_teacher = cache.pretrained_dir(edm)
     assert shipped_teacher is not None and cache.pretrained_dir(cd) is not None, "digits-edm / digits-cd not shipped"
     assert cache.with_teacher(cd, shipped_teacher) == cd  # so train_or_load finds the shipped CD
+    import cmlearn.train.loop as loop
+
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained instead of loading the shipped CD"))
     assert cache.train_or_load(cache.with_teacher(cd, shipped_teacher), "x", cache=tmp_path).path.parent == \
         cache.PRETRAINED
+    not_a_teacher = cache.pretrained_dir(get_preset("digits-ct"))  # another shipped run is just a path
+    assert cache.with_teacher(cd, not_a_teacher).teacher == str(not_a_teacher)
     mine = tmp_path / "digits-edm-mine"
     assert cache.with_teacher(cd, mine).teacher == str(mine)  # a teacher of one's own: distil that
     other = cd.override({"mu": 0.0})  # not shipped: the shipped teacher is named by its path

@@ -40,16 +40,16 @@ def toy_data_file() -> Path:
 
 
 def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow"), *,
-             progress: bool | None = False) -> dict:
+             progress: bool | None = False, retrain: bool = False) -> dict:
     """The eight-Gaussians runs. The teacher is the exact score, as for the toy-cd preset: CD ("cd") is toy-cd
     (notebook 07's run, also notebook 04's exact-teacher run), PD ("pd", {steps: Run}) is toy-pd from the same
     exact denoiser; CT and iCT are notebook 06's; sCT ("sct") and MeanFlow ("meanflow") notebook 10's
     continuous-time runs. "edm" adds notebook 04's learned EDM teacher (on its data file). Configs as in those
-    notebooks (fast mode too), so their cached runs are reused."""
+    notebooks (fast mode too), so their cached runs are reused; the course's shipped runs unless ``retrain``."""
     fast = fast_mode()
     out: dict = {}
     if "cd" in methods:
-        out["cd"] = train_or_load(toy_cd_config(), "nb07-toy-cd", progress=progress)
+        out["cd"] = train_or_load(toy_cd_config(), "nb07-toy-cd", progress=progress, retrain=retrain)
     if "pd" in methods:
         over = {"net_kwargs": TOY_SMALL["net_kwargs"]} if fast else {}
         out["pd"] = pd_train_or_load(get_preset("toy-pd").override(over), "nb11-toy-pd", progress=progress)
@@ -58,7 +58,8 @@ def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow
             out[kind] = _nb06_run(kind, fast)
     for kind in ("sct", "meanflow"):
         if kind in methods:
-            out[kind] = train_or_load(get_preset(f"toy-{kind}"), f"nb10-toy-{kind}", progress=progress)
+            out[kind] = train_or_load(get_preset(f"toy-{kind}"), f"nb10-toy-{kind}", progress=progress,
+                                      retrain=retrain)
     if "edm" in methods:
         file_data = "file:" + str(toy_data_file().resolve())
         small = dict(TOY_SMALL, ema_decay=0.99) if fast else {}
@@ -83,19 +84,22 @@ def _nb06_run(kind: str, fast: bool):
     return train_with_curve(get_preset(f"toy-{kind}").override(over), name, ref=ref)[0]
 
 
-def digits_runs(methods: Sequence[str] = ("edm", "cd", "pd", "ct", "ict"), *, progress: bool | None = False) -> dict:
-    """Notebook 08's digits runs (its presets and names; the shipped ones in full mode) and PD from the same EDM
-    teacher ("pd", {steps: Run})."""
-    edm = train_or_load(get_preset("digits-edm"), "digits-edm", progress=progress)
+def digits_runs(methods: Sequence[str] = ("edm", "cd", "pd", "ct", "ict"), *, progress: bool | None = False,
+                retrain: bool = False) -> dict:
+    """Notebook 08's digits runs (its presets and names; the shipped ones in full mode unless ``retrain``) and PD
+    from the same EDM teacher ("pd", {steps: Run}; its config names the teacher's directory)."""
+    edm = train_or_load(get_preset("digits-edm"), "digits-edm", progress=progress, retrain=retrain)
     out: dict = {"edm": edm}
     if "cd" in methods:
-        out["cd"] = train_or_load(with_teacher(get_preset("digits-cd"), edm.path), "digits-cd", progress=progress)
+        out["cd"] = train_or_load(with_teacher(get_preset("digits-cd"), edm.path), "digits-cd", progress=progress,
+                                  retrain=retrain)
     if "pd" in methods:
         out["pd"] = pd_train_or_load(get_preset("digits-pd").override({"teacher": str(edm.path)}), "nb11-digits-pd",
                                      progress=progress)
     for kind in ("ct", "ict"):
         if kind in methods:
-            out[kind] = train_or_load(get_preset(f"digits-{kind}"), f"digits-{kind}", progress=progress)
+            out[kind] = train_or_load(get_preset(f"digits-{kind}"), f"digits-{kind}", progress=progress,
+                                      retrain=retrain)
     return out
 
 

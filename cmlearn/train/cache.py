@@ -65,11 +65,15 @@ def shipped_run(preset: str) -> Run:
 
 
 def with_teacher(cfg: TrainConfig, teacher_dir: str | Path) -> TrainConfig:
-    """``cfg`` distilling the finished run in ``teacher_dir``: its path as ``teacher``, except for a shipped teacher
-    when the course also ships the run of ``cfg`` itself (built from that teacher under the preset's own teacher
-    path), so that ``train_or_load`` loads that run instead of distilling the teacher again."""
-    teacher_dir = Path(teacher_dir)
-    if teacher_dir.resolve().parent == PRETRAINED.resolve() and pretrained_dir(cfg) is not None:
+    """``cfg`` distilling the finished run in ``teacher_dir``: its path as ``teacher``, except when ``teacher_dir`` is
+    the shipped run of the preset ``cfg.teacher`` names (``runs/digits-edm``: ``digits-edm``) and the course also
+    ships the run of ``cfg`` itself (built from that teacher under that path), so that ``train_or_load`` loads that
+    run instead of distilling the teacher again."""
+    from cmlearn.train.presets import PRESETS, get_preset
+
+    teacher_dir, own = Path(teacher_dir), Path(cfg.teacher).name  # digits-cd's teacher is runs/digits-edm
+    shipped_teacher = pretrained_dir(get_preset(own)) if own in PRESETS else None
+    if shipped_teacher is not None and teacher_dir.resolve() == shipped_teacher.resolve() and pretrained_dir(cfg):
         return cfg
     return cfg.override({"teacher": str(teacher_dir)})
 
