@@ -138,3 +138,14 @@ def test_console_script_reports_bad_file_with_exit_code_2(tmp_path):
                            "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "cmlearn train: error:" in proc.stderr and "NaN or Inf" in proc.stderr
+
+
+def test_train_says_when_a_finished_run_leaves_nothing_to_train(tmp_path, capsys):
+    out = train(tmp_path, "r", "toy-cd")
+    assert capsys.readouterr().out.strip().endswith(f"run written to {out}")
+    train(tmp_path, "r", "toy-cd")  # the same run again: loaded, not retrained
+    text = capsys.readouterr().out
+    assert "nothing trained" in text and "finished at step 6" in text and "--no-resume" in text
+    train(tmp_path, "r", "toy-cd", steps=8)  # more steps continue it
+    assert "(resumed at step 6)" in capsys.readouterr().out
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 8
