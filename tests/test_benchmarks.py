@@ -29,3 +29,10 @@ def test_side_by_side_benchmark_prints_both_rates_and_their_ratio():
     seq, side, ratio = re.search(r"one after another ([0-9.]+), side by side ([0-9.]+) -> ([0-9.]+)x", text).groups()
     assert float(seq) > 0 and float(side) > 0
     assert abs(float(ratio) - float(side) / float(seq)) < 0.02 * float(ratio) + 0.01  # the ratio of the two rates
+
+
+def test_sliced_w2_benchmark_prints_both_times_and_their_ratio():
+    text = run("benchmarks/sliced_w2_speed.py", "--n", "2000", "--projections", "100", "--rounds", "2")
+    old, new, ratio = re.search(r"dim 0 ([0-9.]+) ms, cmlearn ([0-9.]+) ms -> ([0-9.]+)x", text).groups()
+    assert float(old) > 0 and float(new) > 0
+    assert abs(float(ratio) - float(old) / float(new)) < 0.02 * float(ratio) + 0.01
