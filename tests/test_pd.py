@@ -142,3 +142,25 @@ def test_digits_pd_preset_distills_the_digits_teacher(monkeypatch):
         assert (cfg.kind, cfg.net, cfg.data, cfg.teacher) == ("pd", "unet", "digits", "runs/digits-edm")
         assert cfg.net_kwargs == get_preset("digits-edm").net_kwargs  # each student starts from its teacher's weights
         assert pd_rounds(cfg)[-1] == 1
+
+
+def test_pd_job_is_done_exactly_when_every_round_is_finished(tmp_path, monkeypatch):
+    from cmlearn.course.nfe import digits_pd_config, pd_jobs, toy_pd_config
+    from cmlearn.train.cache import run_dir
+    from cmlearn.train.pd import pd_job
+
+    monkeypatch.setenv("CMLEARN_FAST", "1")
+    cfg = toy_pd_config().override({"steps": 4, "checkpoint_every": 2, "log_every": 2})
+    job = pd_job(cfg, "pd", cache=tmp_path)
+    assert [p for p, _ in job.runs] == list(round_dirs(cfg, run_dir(cfg, "pd", cache=tmp_path)).values())
+    assert not job.done()
+    job.here()  # trains every round here (side_by_side's workers=1 path)
+    assert job.done()
+    # notebook 11's jobs train the configs toy_runs / digits_runs load: the same directories
+    monkeypatch.setenv("CMLEARN_CACHE", str(tmp_path))
+    jobs = pd_jobs()
+    assert jobs["toy PD"].runs[-1][0] == run_dir(toy_pd_config(), "nb11-toy-pd")
+    edm = get_preset("digits-edm")
+    digits = jobs["digits teacher, then PD"].runs
+    assert digits[0][0] == run_dir(edm, "digits-edm")  # the teacher first (not shipped in fast mode)
+    assert digits[-1][0] == run_dir(digits_pd_config(run_dir(edm, "digits-edm")), "nb11-digits-pd")

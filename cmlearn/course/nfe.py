@@ -14,9 +14,11 @@ import torch
 
 from cmlearn.course.sampling import toy_cd_config
 from cmlearn.runtime import fast_mode, pick
-from cmlearn.train.cache import cache_dir, train_or_load, with_teacher
+from cmlearn.train.cache import cache_dir, pretrained_dir, run_dir, train_or_load, with_teacher
+from cmlearn.train.config import TrainConfig
 from cmlearn.train.nfe import cm_method, exact_method, pd_method, teacher_method
-from cmlearn.train.pd import pd_train_or_load
+from cmlearn.train.parallel import chain, train_job
+from cmlearn.train.pd import pd_job, pd_train_or_load
 from cmlearn.train.presets import get_preset
 
 TOY_SMALL = {"net_kwargs": {"width": 128, "depth": 3, "emb_dim": 32}, "batch_size": 256}
@@ -51,8 +53,7 @@ def toy_runs(methods: Sequence[str] = ("cd", "pd", "ct", "ict", "sct", "meanflow
     if "cd" in methods:
         out["cd"] = train_or_load(toy_cd_config(), "nb07-toy-cd", progress=progress, retrain=retrain)
     if "pd" in methods:
-        over = {"net_kwargs": TOY_SMALL["net_kwargs"]} if fast else {}
-        out["pd"] = pd_train_or_load(get_preset("toy-pd").override(over), "nb11-toy-pd", progress=progress)
+        out["pd"] = pd_train_or_load(toy_pd_config(), "nb11-toy-pd", progress=progress)
     for kind in ("ct", "ict"):
         if kind in methods:
             out[kind] = _nb06_run(kind, fast)
@@ -94,13 +95,33 @@ def digits_runs(methods: Sequence[str] = ("edm", "cd", "pd", "ct", "ict"), *, pr
         out["cd"] = train_or_load(with_teacher(get_preset("digits-cd"), edm.path), "digits-cd", progress=progress,
                                   retrain=retrain)
     if "pd" in methods:
-        out["pd"] = pd_train_or_load(get_preset("digits-pd").override({"teacher": str(edm.path)}), "nb11-digits-pd",
-                                     progress=progress)
+        out["pd"] = pd_train_or_load(digits_pd_config(edm.path), "nb11-digits-pd", progress=progress)
     for kind in ("ct", "ict"):
         if kind in methods:
             out[kind] = train_or_load(get_preset(f"digits-{kind}"), f"digits-{kind}", progress=progress,
                                       retrain=retrain)
     return out
+
+
+def toy_pd_config() -> TrainConfig:
+    """Notebook 11's toy PD: the toy-pd preset (the smoke-sized network in fast mode)."""
+    return get_preset("toy-pd").override({"net_kwargs": TOY_SMALL["net_kwargs"]} if fast_mode() else {})
+
+
+def digits_pd_config(teacher: str | Path) -> TrainConfig:
+    """Notebook 11's digits PD: the digits-pd preset distilling the digits-edm run in ``teacher``."""
+    return get_preset("digits-pd").override({"teacher": str(teacher)})
+
+
+def pd_jobs(*, retrain: bool = False) -> dict:
+    """Notebook 11's two PD trainings as ``side_by_side`` jobs, the configs ``toy_runs`` / ``digits_runs`` then
+    load: the toy's (from the exact score) and the digits' (notebook 08's teacher first, in the same worker, when
+    it is neither shipped, unless ``retrain``, nor cached)."""
+    edm_cfg = get_preset("digits-edm")
+    teacher = (None if retrain else pretrained_dir(edm_cfg)) or run_dir(edm_cfg, "digits-edm")
+    return {"toy PD": pd_job(toy_pd_config(), "nb11-toy-pd"),
+            "digits teacher, then PD": chain(train_job(edm_cfg, "digits-edm", retrain=retrain),
+                                             pd_job(digits_pd_config(teacher), "nb11-digits-pd"))}
 
 
 def methods_for(runs: Mapping, *, samplers: Mapping[str, str] = SAMPLERS, cm_max_nfe: int = 8,

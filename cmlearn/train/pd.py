@@ -13,13 +13,14 @@ A round whose directory holds a finished run of the same config is skipped; an i
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from cmlearn.core.sampling import prior_noise
 from cmlearn.core.solvers import euler_sampler, nfe_sigmas
-from cmlearn.train.cache import run_dir
+from cmlearn.train.cache import cache_dir, run_dir
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.runs import Run, load_run
 
@@ -106,3 +107,15 @@ def generate_pd(run: Run, n: int, *, generator: torch.Generator | None = None, s
     p = next(run.model.parameters())
     x_T = prior_noise(n, run.shape, sigma=cfg.T, generator=gen).to(p)
     return euler_sampler(run.model, x_T, nfe_sigmas("euler", cfg.pd_nfe, eps=cfg.eps, T=cfg.T, rho=cfg.rho))
+
+
+def pd_job(cfg: TrainConfig, name: str, *, cache: str | Path | None = None):
+    """A ``cmlearn.train.parallel.Job`` for ``side_by_side``: ``pd_train_or_load`` of ``cfg`` in a worker, done when
+    every round in CACHE/NAME-HASH is finished (CACHE resolved now, as the worker may not)."""
+    from cmlearn.train.parallel import Job, quietly
+
+    cache = Path(cache) if cache is not None else cache_dir()
+    rounds = round_dirs(cfg, run_dir(cfg, name, cache=cache))
+    return Job(partial(quietly, pd_train_or_load, cfg, name, cache=cache),
+               runs=[(path, cfg.steps) for path in rounds.values()],
+               here=partial(pd_train_or_load, cfg, name, cache=cache))
