@@ -86,6 +86,18 @@ def test_evaluate_prints_and_saves_distances(cd_run, capsys):
     for key in ("sw_1step", "sw_2step", "sw_exact_heun18", "sw_floor"):
         assert np.isfinite(res[key]) and key in printed
     assert res["n"] == 300
+    assert f"wrote {cd_run / 'evaluation.json'}" in printed
+
+
+def test_evaluate_leaves_a_shipped_runs_file_alone(capsys):
+    from cmlearn.train.cache import PRETRAINED
+
+    shipped = sorted(PRETRAINED.glob("digits-ct-*"))[0]
+    before = (shipped / "evaluation.json").read_bytes()
+    assert main(["evaluate", str(shipped), "--n", "50", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "not written" in printed and "hist_*" in printed and "fd_*" in printed
+    assert (shipped / "evaluation.json").read_bytes() == before  # what the README quotes
 
 
 @pytest.mark.parametrize("content, message", [

@@ -104,8 +104,8 @@ def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = Non
 
     shipped = None if retrain or needs else pretrained_dir(cfg)
     if shipped is not None:
-        print(f"loaded the shipped run {shipped.name} (to train it yourself: retrain=True in Python, "
-              "`cmlearn demo --train` for the demo's run)")
+        print(f"loaded the shipped run {shipped.name} (to train it yourself: `retrain = True` in a notebook's "
+              "parameters cell, retrain=True in Python, `cmlearn demo --train` for the demo's run)")
         return load_run(shipped)
     out = run_dir(cfg, name, cache=cache)
     if is_finished(out, cfg.steps, needs):
