@@ -174,3 +174,20 @@ def test_config_keys_reach_the_model_and_loss():
         get_preset("toy-cd").override({"mf_adaptive_p": 0.5})
     with pytest.raises(ValueError, match="mf_adaptive_p >= 0"):
         get_preset("toy-meanflow").override({"mf_adaptive_p": -1.0})
+
+
+def test_scd_distills_a_learned_teacher_run(tmp_path):
+    """sCD with a learned teacher (a toy-edm RUN_DIR, Issue 14's "exact-score and learned teachers"): the loss's
+    teacher is that run's EMA denoiser, and the CLI trains and samples the student."""
+    from cmlearn.train.presets import get_preset
+    from cmlearn.train.runs import build_source, build_teacher, load_run
+
+    edm = tmp_path / "edm"
+    assert main(["train", "toy-edm", "--steps", "3", "--out", str(edm)]) == 0
+    cfg = get_preset("toy-scd").override({"teacher": str(edm)})
+    teacher = build_teacher(cfg, build_source(cfg), torch.device("cpu"))
+    x, sigma = torch.randn(5, 2), torch.full((5,), 0.7)
+    assert torch.equal(teacher(x, sigma), load_run(edm).model(x, sigma))
+    assert main(["train", "toy-scd", "--teacher", str(edm), "--steps", "3", "--out", str(tmp_path / "scd")]) == 0
+    assert main(["sample", str(tmp_path / "scd"), "--n", "8", "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.isfinite(np.load(tmp_path / "s.npy")).all()
