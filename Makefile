@@ -39,8 +39,9 @@ LAB := JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyt
 
 lab: $(STAMP)
 	bash tests/browser/setup.sh $(BIN) --settings-only
-	@echo "cmlearn: FULL mode. Notebooks 04, 06 and 08 train for 30 to 60 minutes on a CPU the first time (a progress"
-	@echo "bar shows each run; runs are cached in notebooks/runs/ and loaded afterwards). For every notebook in a minute"
+	@echo "cmlearn: FULL mode. Notebooks 04 and 06 train for about 3 and 8 minutes on a CPU the first time (a progress"
+	@echo "bar shows each run; runs are cached in notebooks/runs/ and loaded afterwards; 08, 10 and 11 load the runs the"
+	@echo "course ships in data/pretrained/, retrain = True in a notebook trains them). For every notebook in a minute"
 	@echo "or two, with smoke-sized runs (poor models, same code and checks): stop this (Ctrl-C) and run  make lab-fast"
 	CMLEARN_FAST=0 $(LAB)
 
