@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_train(a) -> int:
     from cmlearn.data.sources import load_points
-    from cmlearn.train.checkpoint import load_checkpoint
+    from cmlearn.train.cache import checkpoint_step
     from cmlearn.train.loop import train
     from cmlearn.train.presets import get_preset
 
@@ -86,8 +86,7 @@ def cmd_train(a) -> int:
         train_pd(cfg, out, resume=not a.no_resume)
         print(f"run written to {out} (the {cfg.pd_nfe}-step student; earlier rounds in {out / 'rounds'})")
         return 0
-    ckpt = out / "checkpoints" / "latest.pt"
-    before = load_checkpoint(ckpt, mmap=True)["step"] if ckpt.exists() and not a.no_resume else None
+    before = None if a.no_resume else checkpoint_step(out)
     train(cfg, out, resume=not a.no_resume)
     if before is not None and before >= cfg.steps:
         print(f"nothing trained: {out} already holds this run, finished at step {before} (--no-resume starts it "

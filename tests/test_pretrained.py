@@ -113,3 +113,6 @@ def test_train_job_retrain_skips_the_shipped_run(tmp_path, monkeypatch):
     job = train_job(cfg, "x", cache=tmp_path, retrain=True)
     assert job.runs[0][0] == cache.run_dir(cfg, "x", cache=tmp_path) and not job.done()
     assert job.call.keywords["retrain"] is True and job.here.keywords["retrain"] is True
+    assert cache.run_location(cfg, "x", cache=tmp_path) == cache.pretrained_dir(cfg)
+    assert cache.run_location(cfg, "x", cache=tmp_path, retrain=True) == cache.run_dir(cfg, "x", cache=tmp_path)
+    assert cache.checkpoint_step(cache.pretrained_dir(cfg)) == cfg.steps and cache.checkpoint_step(tmp_path) is None

@@ -14,7 +14,7 @@ import torch
 
 from cmlearn.course.sampling import toy_cd_config
 from cmlearn.runtime import fast_mode, pick
-from cmlearn.train.cache import cache_dir, pretrained_dir, run_dir, train_or_load, with_teacher
+from cmlearn.train.cache import cache_dir, run_location, train_or_load, with_teacher
 from cmlearn.train.config import TrainConfig
 from cmlearn.train.nfe import cm_method, exact_method, pd_method, teacher_method
 from cmlearn.train.parallel import chain, train_job
@@ -118,7 +118,7 @@ def pd_jobs(*, retrain: bool = False) -> dict:
     load: the toy's (from the exact score) and the digits' (notebook 08's teacher first, in the same worker, when
     it is neither shipped, unless ``retrain``, nor cached)."""
     edm_cfg = get_preset("digits-edm")
-    teacher = (None if retrain else pretrained_dir(edm_cfg)) or run_dir(edm_cfg, "digits-edm")
+    teacher = run_location(edm_cfg, "digits-edm", retrain=retrain)
     return {"toy PD": pd_job(toy_pd_config(), "nb11-toy-pd"),
             "digits teacher, then PD": chain(train_job(edm_cfg, "digits-edm", retrain=retrain),
                                              pd_job(digits_pd_config(teacher), "nb11-digits-pd"))}

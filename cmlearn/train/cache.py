@@ -78,6 +78,12 @@ def with_teacher(cfg: TrainConfig, teacher_dir: str | Path) -> TrainConfig:
     return cfg.override({"teacher": str(teacher_dir)})
 
 
+def run_location(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, retrain: bool = False) -> Path:
+    """Where ``train_or_load(cfg, name, cache=cache, retrain=retrain)`` finds or trains the run: the shipped run of
+    ``cfg`` (unless ``retrain``), else CACHE/NAME-HASH."""
+    return (None if retrain else pretrained_dir(cfg)) or run_dir(cfg, name, cache=cache)
+
+
 def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> Path:
     """CACHE/NAME-HASH; ``name`` must be a plain directory name (ValueError otherwise)."""
     if not name or "/" in name:
@@ -85,14 +91,17 @@ def run_dir(cfg: TrainConfig, name: str, *, cache: str | Path | None = None) -> 
     return Path(cache if cache is not None else cache_dir()) / f"{name}-{config_key(cfg)}"
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step of RUN_DIR's latest checkpoint, or None without one (read memory-mapped: no model is built and no
+    weights are read)."""
+    ckpt = Path(path) / "checkpoints" / "latest.pt"
+    return load_checkpoint(ckpt, mmap=True)["step"] if ckpt.exists() else None
+
+
 def is_finished(path: str | Path, steps: int, needs: tuple[str, ...] = ()) -> bool:
-    """A run directory whose checkpoint reached ``steps``, with the files ``needs`` beside it (reads the
-    checkpoint's step memory-mapped: no model is built and no weights are read)."""
-    path = Path(path)
-    ckpt = path / "checkpoints" / "latest.pt"
-    if not ckpt.exists() or not all((path / f).exists() for f in needs):
-        return False
-    return load_checkpoint(ckpt, mmap=True)["step"] >= steps
+    """A run directory whose checkpoint reached ``steps``, with the files ``needs`` beside it."""
+    step = checkpoint_step(path)
+    return step is not None and step >= steps and all((Path(path) / f).exists() for f in needs)
 
 
 def train_or_load(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, progress: bool | None = None,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from cmlearn.train.cache import cache_dir, is_finished, pretrained_dir, run_dir, train_or_load
+from cmlearn.train.cache import cache_dir, is_finished, run_location, train_or_load
 from cmlearn.train.config import TrainConfig
 
 
@@ -67,8 +67,7 @@ def train_job(cfg: TrainConfig, name: str, *, cache: str | Path | None = None, r
     """A Job that ``train_or_load``s ``cfg`` into CACHE/NAME-HASH (CACHE resolved now, as the worker may not);
     ``retrain``: train it even when the course ships a run of ``cfg``."""
     cache = Path(cache) if cache is not None else cache_dir()
-    shipped = None if retrain else pretrained_dir(cfg)
-    out = shipped or run_dir(cfg, name, cache=cache)  # where train_or_load will find it
+    out = run_location(cfg, name, cache=cache, retrain=retrain)  # where train_or_load will find it
     return Job(partial(quietly, train_or_load, cfg, name, cache=cache, retrain=retrain), runs=[(out, cfg.steps)],
                here=partial(train_or_load, cfg, name, cache=cache, retrain=retrain))
 
