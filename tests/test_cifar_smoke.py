@@ -14,7 +14,7 @@ from cmlearn.train.checkpoint import load_checkpoint
 from cmlearn.train.runs import load_run
 
 
-def test_cifar10_smoke_edm_then_cd_under_torchrun(tmp_path):
+def test_cifar10_smoke_edm_then_cd_under_torchrun(tmp_path, capsys):
     make_fake_cifar10(tmp_path / "cifar", n_per_batch=8)
     root = tmp_path / "cifar"
     edm = tmp_path / "edm"
@@ -32,6 +32,10 @@ def test_cifar10_smoke_edm_then_cd_under_torchrun(tmp_path):
     out = tmp_path / "grid.png"
     assert main(["sample", str(tmp_path / "cd"), "--n", "4", "--steps", "2", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "cd"), "--n", "65", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "65 samples drawn" in said and "shows the first 64" in said, said
     x = torch.load(tmp_path / "cd/checkpoints/latest.pt", weights_only=False)["ema"]
     assert all(torch.isfinite(v).all() for v in x.values())
     # FID through the real pipeline (real Inception architecture, weights made here: the number is meaningless)

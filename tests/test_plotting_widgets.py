@@ -30,6 +30,8 @@ def test_plot_functions_return_figures():
     fig = plotting.plot_orders([10, 20, 40], {"euler": [0.4, 0.2, 0.1]})
     assert "order 1.00" in fig.axes[0].get_legend().get_texts()[0].get_text()
     assert plotting.image_grid(torch.zeros(10, 1, 8, 8), nrow=4).shape == (24, 32, 1)
+    g = plotting.image_grid(-torch.ones(10, 1, 8, 8), nrow=4, pad=1)  # black tiles, white 1-pixel gaps
+    assert g.shape == (26, 35, 1) and (g[8, :, 0] == 1).all() and (g[:, 8, 0] == 1).all() and g[0, 0, 0] == 0
 
 
 def test_log_axes_read_as_plain_numbers():

@@ -111,25 +111,30 @@ def readable_log_axis(axis, *, ticks=None) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def image_grid(x, *, nrow: int = 8) -> np.ndarray:
-    """(B, C, H, W) in [-1, 1] -> one (rows*H, nrow*W, C) array in [0, 1]."""
+def image_grid(x, *, nrow: int = 8, pad: int = 0) -> np.ndarray:
+    """(B, C, H, W) in [-1, 1] -> one (rows*(H+pad)-pad, nrow*(W+pad)-pad, C) array in [0, 1]; ``pad`` white
+    pixels between tiles (1 keeps 8x8 digits apart)."""
     x = _np(x).clip(-1, 1) * 0.5 + 0.5
     b, c, h, w = x.shape
     rows = -(-b // nrow)
-    grid = np.ones((rows * h, nrow * w, c))
+    grid = np.ones((rows * (h + pad) - pad, nrow * (w + pad) - pad, c))
     for i in range(b):
         r, q = divmod(i, nrow)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = x[i].transpose(1, 2, 0)
+        grid[r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = x[i].transpose(1, 2, 0)
     return grid
 
 
+GRID_MAX = 64
+"""save_samples_figure shows at most this many images (an 8 x 8 grid)."""
+
+
 def save_samples_figure(x, path: str | Path, *, title: str = "") -> Path:
-    """Save samples as a figure: a scatter for 2D points, an image grid for images."""
+    """Save samples as a figure: a scatter for 2D points, an image grid of the first GRID_MAX for images."""
     if x.ndim == 2 and x.shape[1] == 2:
         fig = plot_points(x, title=title)
     else:
         fig, ax = plt.subplots(figsize=(6, 6))
-        g = image_grid(x[:64])
+        g = image_grid(x[:GRID_MAX], pad=1)
         ax.imshow(g.squeeze(-1) if g.shape[-1] == 1 else g, cmap="gray")
         ax.set_axis_off()
         ax.set_title(title)
