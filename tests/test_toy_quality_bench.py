@@ -18,6 +18,8 @@ def test_toy_quality_smoke(tmp_path):
     assert all(float(v) > 0 for r in rows for v in r[1:])
     assert (tmp_path / "grid25-300.npy").exists()
     assert re.search(r"\| grid25 \| cd \|[^\n]*\| [0-9.]+ \| [0-9.]+ \| (yes|no)", out.stdout)  # teacher, floor
+    ses = re.findall(r"\| (?:yes|no)[^|]*\| ([0-9.]+), ([0-9.]+) \|$", out.stdout, flags=re.M)  # standard errors
+    assert len(ses) == 3 and all(float(v) > 0 for r in ses for v in r), ses
     # --mode-weights on the iCT run: per t, model and exact-ODE weights over the 25 modes, each summing to 1
     (run_dir,) = tmp_path.glob("grid25-ict-s0-*")
     diag = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--mixtures", "grid25", "--mode-weights",
