@@ -16,11 +16,13 @@ SMALL = {"net_kwargs": {"width": 32, "depth": 2, "emb_dim": 16}, "batch_size": 6
 
 
 def members():
-    """Three members that differ in the loss: CD Euler N=6 (mu 0.95), CD Heun N=18 with mu = 0 and l1, CT."""
+    """Four members that differ in the loss: CD Euler N=6 (mu 0.95), CD Heun N=18 with mu = 0 and l1, CT, and CT
+    with the stable target over 32 more reference points per step."""
     cd = get_preset("toy-cd").override(SMALL)
     ct = get_preset("toy-ct").override({**SMALL, "ct_fixed_N": 10, "ct_fixed_mu": 0.9})
-    return [cd.override({"N": 6, "solver": "euler"}), cd.override({"mu": 0.0, "distance": "l1", "seed": 3}),
-            ct.override({k: v for k, v in cd.to_dict().items() if k in ("lr", "lr_final", "ema_decay")})]
+    ct = ct.override({k: v for k, v in cd.to_dict().items() if k in ("lr", "lr_final", "ema_decay")})
+    return [cd.override({"N": 6, "solver": "euler"}), cd.override({"mu": 0.0, "distance": "l1", "seed": 3}), ct,
+            ct.override({"stable_target": True, "stable_ref": 32, "seed": 5})]
 
 
 def test_members_train_like_lone_runs(tmp_path):

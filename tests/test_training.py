@@ -21,9 +21,9 @@ def tiny(kind="cd", **kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("kind", ["cd", "ct", "ict", "edm"])
+@pytest.mark.parametrize("kind", ["cd", "ct", "ict", "edm", "ict-stable-ref"])
 def test_resume_is_bit_exact(tmp_path, kind):
-    cfg = tiny(kind)
+    cfg = tiny("ict", stable_target=True, stable_ref=48) if kind == "ict-stable-ref" else tiny(kind)
     train(cfg, tmp_path / "straight", progress=False)
     train(cfg, tmp_path / "resumed", progress=False, stop_at=10)  # an interruption after 10 steps
     assert load_checkpoint(tmp_path / "resumed/checkpoints/latest.pt")["step"] == 10

@@ -125,26 +125,29 @@ class ConsistencyLoss:
         """0-based i with t_n = ts[i], t_{n+1} = ts[i+1]: n ~ U{1, ..., N-1} (paper)."""
         return torch.randint(len(ts) - 1, (n,), generator=generator)
 
-    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
-             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_{t_{n+1}}, x_{t_n}), both shaped like x0 (B, ...): the online point and the target's point."""
+    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor, generator: torch.Generator | None,
+             reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_{t_{n+1}}, x_{t_n}), both shaped like x0 (B, ...): the online point and the target's point.
+        ``reference`` (M, ...): extra data points for CT's stable target (unused by CD)."""
         raise NotImplementedError
 
-    def draw(self, x0: torch.Tensor, *, k: int = 0, generator: torch.Generator | None = None) -> tuple:
+    def draw(self, x0: torch.Tensor, *, k: int = 0, generator: torch.Generator | None = None,
+             reference: torch.Tensor | None = None) -> tuple:
         """The random part of one loss evaluation, in the loss's order of draws: (x_{t_{n+1}}, t_{n+1}, x_{t_n},
         t_n, lambda(t_n)), points shaped like x0 (B, ...), times and weights (B,) (Alg. 2 and 3, lines 3-5)."""
         ts = self.grid(k)
         i = self.sample_index(ts, x0.shape[0], generator)
         t_cur = ts[i].to(device=x0.device, dtype=x0.dtype)
         t_next = ts[i + 1].to(device=x0.device, dtype=x0.dtype)
-        x_next, x_cur = self.pair(x0, t_next, t_cur, generator)
+        x_next, x_cur = self.pair(x0, t_next, t_cur, generator, reference)
         lam = 1.0 / (t_next - t_cur) if self.weighting == "ict" else torch.ones_like(t_cur)
         return x_next, t_next, x_cur, t_cur, lam
 
     def __call__(self, model: nn.Module, target: nn.Module, x0: torch.Tensor, *, k: int = 0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """lambda(t_n) d(f_theta(x_{t_{n+1}}, t_{n+1}), f_theta-(x_{t_n}, t_n)) per sample (B,) (Alg. 2 and 3)."""
-        x_next, t_next, x_cur, t_cur, lam = self.draw(x0, k=k, generator=generator)
+                 generator: torch.Generator | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """lambda(t_n) d(f_theta(x_{t_{n+1}}, t_{n+1}), f_theta-(x_{t_n}, t_n)) per sample (B,) (Alg. 2 and 3);
+        ``reference``: extra data points for the stable target's posterior mean (CT / iCT with stable_target)."""
+        x_next, t_next, x_cur, t_cur, lam = self.draw(x0, k=k, generator=generator, reference=reference)
         out, tgt = _paired(model, target, x_next, t_next, x_cur, t_cur)
         return lam * self.d(out, tgt)
 
@@ -166,8 +169,8 @@ class CDLoss(ConsistencyLoss):
     def target_decay(self, k: int) -> float:
         return self.mu
 
-    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
-             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor, generator: torch.Generator | None,
+             reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         x_next = x0 + append_dims(t_next, x0.ndim) * z
         with torch.no_grad():
@@ -182,7 +185,7 @@ class CTLoss(ConsistencyLoss):
     (not in the paper) takes the target's point one Euler step of the batch's score estimate back, x + t_n z -
     (1 - t_n / t_{n+1}) (x - xbar), xbar the batch's posterior mean of x at x + t_{n+1} z
     (``cmlearn.core.stable_target.stable_ve_point``): the same point where the own x dominates the batch (small
-    t), far less noise where it does not.
+    t), far less noise where it does not; ``reference`` points passed to the call join the batch in that mean.
     """
 
     def __init__(self, *, K: int, s0: int = 2, s1: int = 150, mu0: float = 0.9, official_mu: bool = False,
@@ -203,12 +206,12 @@ class CTLoss(ConsistencyLoss):
             return self.mu
         return ct_ema_decay(k, K=self.K, s0=self.s0, s1=self.s1, mu0=self.mu0, official=self.official_mu)
 
-    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor,
-             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair(self, x0: torch.Tensor, t_next: torch.Tensor, t_cur: torch.Tensor, generator: torch.Generator | None,
+             reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         x_next = x0 + append_dims(t_next, x0.ndim) * z
         if self.stable_target:
-            return x_next, stable_ve_point(x0, z, t_next, t_cur)
+            return x_next, stable_ve_point(x0, z, t_next, t_cur, reference=reference)
         return x_next, x0 + append_dims(t_cur, x0.ndim) * z
 
 

@@ -13,9 +13,10 @@ consistent in the batch size (biased for a finite batch, as any self-normalized 
 (``cmlearn.core.meanflow``), CT / iCT (``cmlearn.core.losses``), ECT (``cmlearn.core.ect``) and sCT
 (``cmlearn.core.scm``) when a config sets ``stable_target=true``; "the batch" is then the points of one forward pass
 on one process (grad_accum, micro_batch and more GPUs make it smaller; a config that leaves fewer than 2 is
-refused). Measured (README): on the 2D toys, where 512 points cover the data, it takes MeanFlow's 1-step distance
-from 2.3x to 1.2x the exact Heun bar; on the 8x8 digits (64 dimensions, batch 64) it made MeanFlow worse (1-step
-FD-digits 217 against 71.9): the weights snap onto the few batch images near z_t.
+refused); for CT / iCT ``stable_ref=M`` adds M more data points drawn each step (STF's reference batch, which
+the paper makes larger than the training batch). Measured (README): on the 2D toys, where 512 points cover the data,
+it takes MeanFlow's 1-step distance from 2.3x to 1.2x the exact Heun bar; on the 8x8 digits (64 dimensions, batch
+64) it made MeanFlow worse (1-step FD-digits 217 against 71.9): the weights snap onto the few batch images near z_t.
 """
 
 from __future__ import annotations
@@ -25,30 +26,41 @@ import torch
 from cmlearn.core.parameterization import append_dims
 
 
-def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tensor) -> torch.Tensor:
+def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tensor, *,
+                         reference: torch.Tensor | None = None) -> torch.Tensor:
     """xbar_i for y_i = a_i x0_i + b_i noise_i, snr_i = a_i / b_i >= 0. x0, noise: (B, ...); snr: (B,) -> (B, ...).
 
+    ``reference`` (M, ...): more data points in the reference batch beside the B of x0 (STF's reference batch, larger
+    than the training batch: a less biased estimate where the weights spread; 0 to M extra points per row).
     The logits are computed from x_i - x_j (-snr e_i.(x_i - x_j) - snr^2 ||x_i - x_j||^2 / 2, the j-free term
-    dropped), so the own point's logit is exactly 0 however large snr is; memory O(B^2). Raises ValueError on
-    mismatched shapes or a negative or non-finite snr."""
+    dropped), so the own point's logit is exactly 0 however large snr is; memory O(B (B + M)). Raises ValueError
+    on mismatched shapes or a negative or non-finite snr."""
     b = x0.shape[0]
     if noise.shape != x0.shape or snr.shape != (b,):
         raise ValueError(f"need noise shaped like x0 {tuple(x0.shape)} and snr of shape ({b},), got "
                          f"{tuple(noise.shape)} and {tuple(snr.shape)}")
+    if reference is not None and reference.shape[1:] != x0.shape[1:]:
+        raise ValueError(f"reference points must be shaped like x0's, (M, {', '.join(map(str, x0.shape[1:]))}), "
+                         f"got {tuple(reference.shape)}")
     if not (torch.isfinite(snr).all() and (snr >= 0).all()):
         raise ValueError(f"snr must be finite and >= 0, got min {float(snr.min())}, max {float(snr.max())}")
     ef, xf, s = noise.reshape(b, -1), x0.reshape(b, -1), snr.to(x0).reshape(b, 1)
-    dx2 = torch.cdist(xf, xf, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
-    ex = (ef * xf).sum(1, keepdim=True) - ef @ xf.T  # e_i . (x_i - x_j)
-    ex.fill_diagonal_(0)  # exactly 0 for j = i (the two sums round differently)
-    w = torch.softmax(-s * ex - s.pow(2) * dx2 / 2, dim=1)
-    return (w @ xf).reshape(x0.shape)
+    xs = xf if reference is None else torch.cat([xf, reference.to(xf).reshape(len(reference), xf.shape[1])])
+    dx2 = torch.cdist(xf, xs, compute_mode="donot_use_mm_for_euclid_dist").pow(2) if reference is None else \
+        ((xf * xf).sum(1, keepdim=True) + (xs * xs).sum(1) - 2 * xf @ xs.T).clamp_min(0)  # the fast form for B x M
+    ex = (ef * xf).sum(1, keepdim=True) - ef @ xs.T  # e_i . (x_i - x_j)
+    ex[:, :b].fill_diagonal_(0)  # exactly 0 for j = i (the two sums round differently)
+    logits = -s * ex - s.pow(2) * dx2 / 2
+    logits[:, :b].fill_diagonal_(0)
+    w = torch.softmax(logits, dim=1)
+    return (w @ xs).reshape(x0.shape)
 
 
-def stable_ve_point(x0: torch.Tensor, z: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor) -> torch.Tensor:
+def stable_ve_point(x0: torch.Tensor, z: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor, *,
+                    reference: torch.Tensor | None = None) -> torch.Tensor:
     """The target point of CT / ECT with the stable target: one Euler step of the VE PF ODE dx/dt = (x - xbar) / t
     from x0 + t_from z to t_to, xbar the batch's posterior mean of x at x0 + t_from z (snr = 1 / t_from); equal to
     x0 + t_to z - (1 - t_to / t_from) (x0 - xbar), which is CT's x0 + t_to z where xbar = x0. x0, z: (B, ...);
     t_from, t_to: (B,), t_from > 0 -> (B, ...)."""
-    xbar = batch_posterior_mean(x0, z, 1 / t_from)
+    xbar = batch_posterior_mean(x0, z, 1 / t_from, reference=reference)
     return x0 + append_dims(t_to, x0.ndim) * z - append_dims(1 - t_to / t_from, x0.ndim) * (x0 - xbar)

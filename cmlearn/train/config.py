@@ -28,7 +28,7 @@ ONLY_FOR = {
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
     "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",), "mf_times": ("meanflow",),
-    "stable_target": ("ct", "ict", "ect", "sct", "meanflow"),
+    "stable_target": ("ct", "ict", "ect", "sct", "meanflow"), "stable_ref": ("ct", "ict"),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
@@ -37,7 +37,7 @@ ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "e
               "ect_short_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
               "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0,
               "mf_adaptive_p": 1.0, "time_input": "t", "mf_times": "logit_normal",
-              "stable_target": False}
+              "stable_target": False, "stable_ref": 0}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
 them out of the hash at these values, so adding a key does not orphan every existing run."""
 
@@ -94,6 +94,7 @@ class TrainConfig:
     mf_adaptive_p: float = 1.0  # MeanFlow: loss ||D||^2 / sg(||D||^2 + c)^p, this p (0: plain l2)
     mf_times: str = "logit_normal"  # MeanFlow: how (r, t) are drawn: logit_normal (p_mean, p_std) | uniform
     stable_target: bool = False  # CT, iCT, ECT, sCT, MeanFlow: the batch's posterior mean of x in the target
+    stable_ref: int = 0  # CT, iCT with stable_target: this many more data points per step join that mean's batch
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX
@@ -164,6 +165,9 @@ class TrainConfig:
             raise ValueError(f"stable_target=true averages over the points of one forward pass, and batch_size="
                              f"{self.batch_size}, grad_accum={self.grad_accum}, micro_batch={self.micro_batch} leave "
                              f"{per_pass}: the estimate would be the point itself; use a larger batch")
+        if self.stable_ref < 0 or (self.stable_ref and not self.stable_target):
+            raise ValueError(f"stable_ref={self.stable_ref} needs stable_ref >= 0 and stable_target=true (it adds "
+                             f"reference points to the stable target's posterior mean)")
         self._check_unused()
 
     def _check_unused(self) -> None:

@@ -28,7 +28,8 @@ from cmlearn.train.loop import _bar, init_model, learning_rate, log_record, make
 from cmlearn.train.runs import Run, build_source, build_teacher, load_run
 
 VARYING = frozenset({"kind", "N", "solver", "mu", "distance", "weighting", "ct_fixed_N", "ct_fixed_mu", "s0", "s1",
-                     "mu0", "official_mu", "p_mean", "p_std", "seed", "teacher", "preset"})
+                     "mu0", "official_mu", "p_mean", "p_std", "seed", "teacher", "preset",
+                     "stable_target", "stable_ref", "huber_c"})
 """The settings members may differ in (the loss's); everything else (network, batch, steps, optimizer, EMA) is
 shared."""
 
@@ -79,7 +80,8 @@ class _Members:
         drawn = []
         for source, loss_fn, gen, cfg in zip(self.sources, self.losses, self.gens, self.cfgs):
             x0 = source.batch(cfg.batch_size, gen).to(self.device)
-            drawn.append(loss_fn.draw(x0, k=step, generator=gen))
+            ref = source.batch(cfg.stable_ref, gen).to(self.device) if cfg.stable_ref else None  # as the loop does
+            drawn.append(loss_fn.draw(x0, k=step, generator=gen, reference=ref))
         x1, t1, x2, t2, lam = (torch.stack(z) for z in zip(*drawn))
         out = self.call(self.params, self.buffers, x1, t1)
         with torch.no_grad():

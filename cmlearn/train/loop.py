@@ -186,8 +186,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
                 x0 = source.batch(micro, gen).to(device, non_blocking=True)
                 if fast["channels_last"] and x0.ndim == 4:
                     x0 = x0.contiguous(memory_format=torch.channels_last)
+                # stable target: more data points for its posterior mean (STF's reference batch)
+                ref = {"reference": source.batch(cfg.stable_ref, gen).to(device)} if cfg.stable_ref else {}
                 with (ddp.no_sync() if world > 1 and a < cfg.grad_accum - 1 else nullcontext()), amp:
-                    loss = loss_fn(net, tgt_net, x0, k=step, generator=gen).mean()
+                    loss = loss_fn(net, tgt_net, x0, k=step, generator=gen, **ref).mean()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {step} (micro-batch {a}); stopped. The "
                                              f"last good checkpoint is {ckpt_path} (try a lower lr, now "
