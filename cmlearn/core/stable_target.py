@@ -32,9 +32,11 @@ def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tenso
 
     ``reference`` (M, ...): more data points in the reference batch beside the B of x0 (STF's reference batch, larger
     than the training batch: a less biased estimate where the weights spread; 0 to M extra points per row).
-    The logits are computed from x_i - x_j (-snr e_i.(x_i - x_j) - snr^2 ||x_i - x_j||^2 / 2, the j-free term
-    dropped), so the own point's logit is exactly 0 however large snr is; memory O(B (B + M)). Raises ValueError
-    on mismatched shapes or a negative or non-finite snr."""
+    Without a reference the logits are computed from x_i - x_j (-snr e_i.(x_i - x_j) - snr^2 ||x_i - x_j||^2 / 2,
+    the j-free term dropped), so the own point's logit is exactly 0 however large snr is; with one, by one matmul
+    (cheaper for a large M; where snr is large enough for its rounding to show, the own point's weight is 1 either
+    way). Memory O(B (B + M)). Raises ValueError on mismatched shapes or a negative or
+    non-finite snr."""
     b = x0.shape[0]
     if noise.shape != x0.shape or snr.shape != (b,):
         raise ValueError(f"need noise shaped like x0 {tuple(x0.shape)} and snr of shape ({b},), got "
@@ -45,15 +47,15 @@ def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tenso
     if not (torch.isfinite(snr).all() and (snr >= 0).all()):
         raise ValueError(f"snr must be finite and >= 0, got min {float(snr.min())}, max {float(snr.max())}")
     ef, xf, s = noise.reshape(b, -1), x0.reshape(b, -1), snr.to(x0).reshape(b, 1)
-    xs = xf if reference is None else torch.cat([xf, reference.to(xf).reshape(len(reference), xf.shape[1])])
-    dx2 = torch.cdist(xf, xs, compute_mode="donot_use_mm_for_euclid_dist").pow(2) if reference is None else \
-        ((xf * xf).sum(1, keepdim=True) + (xs * xs).sum(1) - 2 * xf @ xs.T).clamp_min(0)  # the fast form for B x M
-    ex = (ef * xf).sum(1, keepdim=True) - ef @ xs.T  # e_i . (x_i - x_j)
-    ex[:, :b].fill_diagonal_(0)  # exactly 0 for j = i (the two sums round differently)
-    logits = -s * ex - s.pow(2) * dx2 / 2
-    logits[:, :b].fill_diagonal_(0)
-    w = torch.softmax(logits, dim=1)
-    return (w @ xs).reshape(x0.shape)
+    if reference is not None:  # one matmul: the logits up to a j-free term, (s^2 x_i + s e_i).x_j - s^2 |x_j|^2 / 2
+        xs = torch.cat([xf, reference.to(xf).reshape(len(reference), xf.shape[1])])
+        w = torch.softmax((s.pow(2) * xf + s * ef) @ xs.T - s.pow(2) * (xs * xs).sum(1) / 2, dim=1)
+        return (w @ xs).reshape(x0.shape)
+    dx2 = torch.cdist(xf, xf, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+    ex = (ef * xf).sum(1, keepdim=True) - ef @ xf.T  # e_i . (x_i - x_j)
+    ex.fill_diagonal_(0)  # exactly 0 for j = i (the two sums round differently)
+    w = torch.softmax(-s * ex - s.pow(2) * dx2 / 2, dim=1)
+    return (w @ xf).reshape(x0.shape)
 
 
 def stable_ve_point(x0: torch.Tensor, z: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor, *,
