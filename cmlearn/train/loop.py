@@ -186,10 +186,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, progres
                 x0 = source.batch(micro, gen).to(device, non_blocking=True)
                 if fast["channels_last"] and x0.ndim == 4:
                     x0 = x0.contiguous(memory_format=torch.channels_last)
-                # stable target: more data points for its posterior mean (STF's reference batch)
-                ref = {"reference": source.batch(cfg.stable_ref, gen).to(device)} if cfg.stable_ref else {}
                 with (ddp.no_sync() if world > 1 and a < cfg.grad_accum - 1 else nullcontext()), amp:
-                    loss = loss_fn(net, tgt_net, x0, k=step, generator=gen, **ref).mean()
+                    loss = loss_fn(net, tgt_net, x0, k=step, generator=gen, **reference(cfg, source, gen)).mean()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {step} (micro-batch {a}); stopped. The "
                                              f"last good checkpoint is {ckpt_path} (try a lower lr, now "
@@ -230,6 +228,13 @@ def save(path: Path, cfg: TrainConfig, parts: dict, *, step: int, gens: list, sh
         state = {k: (v.state_dict() if v is not None else None) for k, v in parts.items()}
         save_checkpoint({**state, "step": step, "gen": states, "rng": rng_state(device), "shape": list(shape),
                          "rank_checksums": sums, "world": world, "config": cfg.to_dict()}, path)
+
+
+def reference(cfg: TrainConfig, source, gen: torch.Generator) -> dict:
+    """The loss's extra keyword: ``stable_ref`` more data points for the stable target's posterior mean (STF's
+    reference batch), drawn after the batch from the same generator (on the CPU; the loss moves them to the
+    batch's device); nothing when stable_ref = 0."""
+    return {"reference": source.batch(cfg.stable_ref, gen)} if cfg.stable_ref else {}
 
 
 def _interactive() -> bool:
