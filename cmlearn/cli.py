@@ -121,11 +121,9 @@ def cmd_sample(a) -> int:
     if out.suffix == ".npy":
         np.save(out, x.cpu().numpy())
     elif out.suffix == ".png":
-        from cmlearn.course.plotting import save_samples_figure
+        from cmlearn.course.plotting import GRID_MAX, save_samples_figure
 
         how = f"{a.sampler or 'heun'}, {a.nfe or 34} NFE" if a.sampler or a.nfe else a.ts or f"{a.steps} step(s)"
-        from cmlearn.course.plotting import GRID_MAX
-
         save_samples_figure(x.cpu(), out, title=f"{run.cfg.preset}: {how}")
         if x.ndim > 2 and a.n > GRID_MAX:
             print(f"{a.n} samples drawn; the figure {out} shows the first {GRID_MAX} (use a .npy --out for all)")
