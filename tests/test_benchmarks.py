@@ -36,3 +36,10 @@ def test_sliced_w2_benchmark_prints_both_times_and_their_ratio():
     old, new, ratio = re.search(r"dim 0 ([0-9.]+) ms, cmlearn ([0-9.]+) ms -> ([0-9.]+)x", text).groups()
     assert float(old) > 0 and float(new) > 0
     assert abs(float(ratio) - float(old) / float(new)) < 0.02 * float(ratio) + 0.01
+
+
+def test_stable_target_benchmark_prints_both_times_and_their_ratio():
+    text = run("benchmarks/stable_target_speed.py", "--batch", "64", "--ref", "512", "--rounds", "2")
+    old, new, ratio = re.search(r"one softmax ([0-9.]+) ms, cmlearn ([0-9.]+) ms -> ([0-9.]+)x", text).groups()
+    assert float(old) > 0 and float(new) > 0
+    assert abs(float(ratio) - float(old) / float(new)) < 0.02 * float(ratio) + 0.02

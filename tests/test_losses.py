@@ -179,6 +179,29 @@ def test_ct_stable_target_is_an_euler_step_of_the_batch_score():
         get_preset("toy-ct").override(["stable_target=yes please"])
 
 
+def test_stable_target_in_row_blocks_with_a_weight_floor_is_the_plain_softmax():
+    """The reference path computes the (B, B + M) weights a block of rows at a time, with each logit raised to at
+    least its row's max - 75 (no subnormal floats); at 3 blocks and snr up to 1000 (most weights underflow) it is the
+    plain softmax written out to float64 rounding, in float32 to float32's."""
+    from cmlearn.core import stable_target
+
+    g = torch.Generator().manual_seed(3)
+    b, m = 300, 2000
+    rows = stable_target._CHUNK // (b + m)
+    assert b > 2 * rows  # three blocks at least
+    x0, ref = torch.randn(b, 2, generator=g, dtype=torch.float64), torch.randn(m, 2, generator=g, dtype=torch.float64)
+    z = torch.randn(b, 2, generator=g, dtype=torch.float64)
+    snr = 10 ** (torch.rand(b, generator=g, dtype=torch.float64) * 5 - 2)  # 0.01 ... 1000
+    xs = torch.cat([x0, ref])
+    y = x0 + z / snr[:, None]
+    w = torch.softmax(-((y[:, None] - xs[None]) ** 2).sum(-1) * snr[:, None] ** 2 / 2, dim=1)
+    assert (w < 1e-38).float().mean() > 0.3  # many weights would be subnormal in float32
+    got = stable_target.batch_posterior_mean(x0, z, snr, reference=ref)
+    assert torch.allclose(got, w @ xs, atol=1e-9)
+    got32 = stable_target.batch_posterior_mean(x0.float(), z.float(), snr.float(), reference=ref.float())
+    assert torch.allclose(got32.double(), w @ xs, atol=1e-3), float((got32.double() - w @ xs).abs().max())
+
+
 def test_stable_target_reference_points_join_the_posterior_mean():
     """``reference``: M more data points in the stable target's posterior mean. It equals the softmax of
     -||y_i - x_j||^2 / (2 t^2) over batch and reference written out directly; with 4096 more points the CT target at
