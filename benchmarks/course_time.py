@@ -67,7 +67,22 @@ def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int, shared: 
            "date": time.strftime("%Y-%m-%d", time.gmtime()), "cache": "shared" if shared else "cold"}
     if not ok:
         res["error"] = error
+    res["slowest"] = slowest_cells(nb)
     return res
+
+
+def slowest_cells(nb, *, n: int = 4) -> list[tuple[int, float, str]]:
+    """The ``n`` code cells that took longest, as (index, seconds, first line), from nbclient's execution times."""
+    from datetime import datetime
+
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        times = cell.get("metadata", {}).get("execution", {})
+        if cell.cell_type == "code" and "iopub.execute_input" in times and "shell.execute_reply" in times:
+            t0, t1 = (datetime.fromisoformat(times[k].replace("Z", "+00:00"))
+                      for k in ("iopub.execute_input", "shell.execute_reply"))
+            cells.append((i, round((t1 - t0).total_seconds(), 1), (cell.source.strip().splitlines() or [""])[0][:60]))
+    return sorted(cells, key=lambda c: -c[1])[:n]
 
 
 # ---------------------------------------------------------------- the docs, written from the measured numbers
@@ -218,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
                 r = rows[-1]
                 print(f"{r['notebook']}: {r['mode']} {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU"
                       + ("" if r["ok"] else f"  FAILED {r['error']}"), flush=True)
+                print("  slowest cells: " + "; ".join(f"[{i}] {t:.0f} s {line!r}" for i, t, line in r["slowest"]))
                 store(Path(a.json), [r], None)  # kept as it goes: a later failure or timeout loses nothing
     speed = loop_speed(threads=a.threads, steps=a.loop_steps, rounds=a.loop_rounds) if a.loop_steps else None
     if speed:

@@ -91,3 +91,16 @@ def test_measurements_are_kept_as_they_go(tmp_path):
     ct.store(tmp_path / "t.json", [row], None)
     data = ct.store(tmp_path / "t.json", [{**row, "notebook": "05_y"}], None)
     assert set(data["full"]) == {"04_x", "05_y"} and data["full"]["04_x"]["cache"] == "cold"
+
+
+def test_slowest_cells_reads_nbclient_execution_times():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    for secs, src in ((2, "a = 1"), (30, "train()\nmore"), (0.5, "b = 2")):
+        cell = nbformat.v4.new_code_cell(src)
+        cell.metadata["execution"] = {"iopub.execute_input": "2026-12-02T07:00:00.000000Z",
+                                      "shell.execute_reply": f"2026-12-02T07:00:{secs:09.6f}Z"}
+        nb.cells.append(cell)
+    nb.cells.append(nbformat.v4.new_markdown_cell("text"))
+    assert course_time().slowest_cells(nb, n=2) == [(1, 30.0, "train()"), (0, 2.0, "a = 1")]
