@@ -80,6 +80,8 @@ def cmd_train(a) -> int:
         raise ValueError("--data FILE has no exact score: pass --teacher empirical or --teacher RUN_DIR "
                          "(a toy-edm run trained on the same file)")
     out = Path(a.out or f"runs/{cfg.preset or a.preset}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; a run is a directory (config.json, checkpoints/): pass a new path")
     if cfg.kind == "pd":  # progressive distillation: one train() per round (cmlearn.train.pd)
         from cmlearn.train.pd import train_pd
 

@@ -118,6 +118,14 @@ def test_options_that_would_be_ignored_exit_2_naming_them(tmp_path, capsys, args
     assert message in capsys.readouterr().err
 
 
+def test_train_into_a_file_exits_2_naming_it(tmp_path, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("not a run")
+    assert main(["train", "toy-cd", "--steps", "2", "--out", str(out)]) == 2
+    assert f"--out {out} is a file" in capsys.readouterr().err
+    assert out.read_text() == "not a run"
+
+
 def test_sample_and_evaluate_refuse_options_their_run_ignores(tmp_path, capsys):
     out = tmp_path / "edm"
     assert main(["train", "toy-edm", "--steps", "2", "--out", str(out), "batch_size=32", "checkpoint_every=2",
