@@ -41,6 +41,7 @@ def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int, shared: 
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    warm = bool(shared) and Path(shared).is_dir() and any(Path(shared).iterdir())  # else it starts empty: cold
     with (contextlib.nullcontext(str(shared)) if shared else tempfile.TemporaryDirectory()) as cache:
         env = {"CMLEARN_CACHE": cache, "CMLEARN_FAST": "1" if fast else "0", "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
@@ -64,7 +65,7 @@ def run_notebook(path: Path, *, fast: bool, threads: int, timeout: int, shared: 
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     res = {"notebook": path.stem, "mode": "fast" if fast else "full", "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
            "ok": ok, "threads": threads, "load": round((load0 + os.getloadavg()[0]) / 2, 2),
-           "date": time.strftime("%Y-%m-%d", time.gmtime()), "cache": "shared" if shared else "cold"}
+           "date": time.strftime("%Y-%m-%d", time.gmtime()), "cache": "shared" if warm else "cold"}
     if not ok:
         res["error"] = error
     res["slowest"] = slowest_cells(nb)
