@@ -236,3 +236,8 @@ def test_stable_target_reference_points_join_the_posterior_mean():
             get_preset("toy-ct").override(bad)
     with pytest.raises(ValueError, match="stable_ref"):
         get_preset("toy-meanflow").override({"stable_ref": 8})
+    with pytest.raises(ValueError, match=r"stable_ref=4096 has no effect on kind='cd'"):  # not "needs stable_target"
+        get_preset("toy-cd").override({"stable_ref": 4096})
+    with pytest.raises(ValueError, match="pass stable_target=false stable_ref=0"):  # toy-ict sets stable_ref itself
+        get_preset("toy-ict").override({"stable_target": False})
+    assert get_preset("toy-ict").override({"stable_target": False, "stable_ref": 0}).stable_ref == 0

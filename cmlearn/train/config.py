@@ -165,10 +165,11 @@ class TrainConfig:
             raise ValueError(f"stable_target=true averages over the points of one forward pass, and batch_size="
                              f"{self.batch_size}, grad_accum={self.grad_accum}, micro_batch={self.micro_batch} leave "
                              f"{per_pass}: the estimate would be the point itself; use a larger batch")
+        self._check_unused()  # first: a key this kind ignores is named as such, before what it would need
         if self.stable_ref < 0 or (self.stable_ref and not self.stable_target):
             raise ValueError(f"stable_ref={self.stable_ref} needs stable_ref >= 0 and stable_target=true (it adds "
-                             f"reference points to the stable target's posterior mean)")
-        self._check_unused()
+                             f"reference points to the stable target's posterior mean); to turn the stable target "
+                             f"off, pass stable_target=false stable_ref=0")
 
     def _check_unused(self) -> None:
         """Refuse settings that this kind, data or schedule would silently ignore, naming the key."""

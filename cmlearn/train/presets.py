@@ -60,7 +60,8 @@ def toy_ict() -> TrainConfig:
     P_std = 3 and the MLP's input x 10.
 
     s1 = 80 (N <= 81), not 1280: with K = 15k steps the paper's last stages (N = 161 ... 1281, under 2k steps
-    each) drown the signal in noise on a toy (notebook 06, Section 5: 1-step SW 0.190 vs 0.022). The recipe,
+    each) drown the signal in noise on a toy (notebook 06, Section 5, with the previous recipe: 1-step SW 0.190 vs
+    0.022). The recipe,
     measured on three 2D mixtures the presets never use (``benchmarks/toy_quality.py``, energy distance / exact
     Heun-18, 32 draws; README, issue 19): the paper's settings alone (P_std = 2, unit input) 37x-62x at 1 step on the
     mixtures with unequal modes, whose weights come out wrong at t = T (2% of draws have t > 20 at P_std = 2, 9% at
