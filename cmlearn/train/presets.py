@@ -66,7 +66,8 @@ def toy_ict() -> TrainConfig:
     Heun-18, 32 draws; README, issue 19): the paper's settings alone (P_std = 2, unit input) 37x-62x at 1 step on the
     mixtures with unequal modes, whose weights come out wrong at t = T (2% of draws have t > 20 at P_std = 2, 9% at
     3); + stable target, 4096 reference points, P_std = 3: 1.13x-1.81x; + input x 10: 0.67x-0.99x (training seed
-    1: 0.71x-0.93x; this preset trained again with the stable target's row blocks: 0.69x-1.08x), 2 steps
+    1: 0.71x-0.93x; this preset trained again with the stable target's row blocks, seeds 0 / 1:
+    0.69x-1.08x / 0.74x-0.96x), 2 steps
     0.70x-0.93x; at 8000 steps 1.30x-1.80x.
     """
     return TrainConfig(preset="toy-ict", kind="ict", net="mlp", net_kwargs=dict(TOY_NET, input_scale=10.0),
