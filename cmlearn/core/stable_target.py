@@ -38,8 +38,8 @@ def batch_posterior_mean(x0: torch.Tensor, noise: torch.Tensor, snr: torch.Tenso
     Without a reference the logits are computed from x_i - x_j (-snr e_i.(x_i - x_j) - snr^2 ||x_i - x_j||^2 / 2,
     the j-free term dropped), so the own point's logit is exactly 0 however large snr is; with one, by one matmul
     (cheaper for a large M; where snr is large enough for its rounding to show, the own point's weight is 1 either
-    way). Memory O(B (B + M)). Raises ValueError on mismatched shapes or a negative or
-    non-finite snr."""
+    way), its (B, B + M) weights a block of about 2^18 at a time (memory O(B^2) without a reference, O(B + M) and
+    the block with one). Raises ValueError on mismatched shapes or a negative or non-finite snr."""
     b = x0.shape[0]
     if noise.shape != x0.shape or snr.shape != (b,):
         raise ValueError(f"need noise shaped like x0 {tuple(x0.shape)} and snr of shape ({b},), got "

@@ -61,14 +61,12 @@ def toy_ict() -> TrainConfig:
 
     s1 = 80 (N <= 81), not 1280: with K = 15k steps the paper's last stages (N = 161 ... 1281, under 2k steps
     each) drown the signal in noise on a toy (notebook 06, Section 5, with the previous recipe: 1-step SW 0.190 vs
-    0.022). The recipe,
-    measured on three 2D mixtures the presets never use (``benchmarks/toy_quality.py``, energy distance / exact
-    Heun-18, 32 draws; README, issue 19): the paper's settings alone (P_std = 2, unit input) 37x-62x at 1 step on the
-    mixtures with unequal modes, whose weights come out wrong at t = T (2% of draws have t > 20 at P_std = 2, 9% at
-    3); + stable target, 4096 reference points, P_std = 3: 1.13x-1.81x; + input x 10: 0.67x-0.99x (training seed
-    1: 0.71x-0.93x; this preset trained again with the stable target's row blocks, seeds 0 / 1:
-    0.69x-1.08x / 0.74x-0.96x), 2 steps
-    0.70x-0.93x; at 8000 steps 1.30x-1.80x.
+    0.022). The recipe, measured on three 2D mixtures the presets never use (``benchmarks/toy_quality.py``, energy
+    distance / exact Heun-18, 32 draws; README, issue 19): the paper's settings alone (P_std = 2, unit input)
+    37x-62x at 1 step on the mixtures with unequal modes, whose weights come out wrong at t = T (2% of draws have
+    t > 20 at P_std = 2, 9% at 3); + stable target, 4096 reference points, P_std = 3: 1.13x-1.81x; + input x 10:
+    0.67x-0.99x (training seed 1: 0.71x-0.93x; this preset trained again with the stable target's row blocks,
+    seeds 0 / 1: 0.69x-1.08x / 0.74x-0.96x), 2 steps 0.70x-0.93x; at 8000 steps 1.30x-1.80x.
     """
     return TrainConfig(preset="toy-ict", kind="ict", net="mlp", net_kwargs=dict(TOY_NET, input_scale=10.0),
                        steps=pick(15000, 300), batch_size=pick(512, 256), lr=2e-3, lr_schedule="cosine",
