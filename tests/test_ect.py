@@ -95,6 +95,25 @@ def test_stable_target_moves_only_the_target_point():
     assert torch.allclose(xb_r, want, atol=1e-5)
 
 
+def test_stable_target_reference_joins_the_posterior_mean():
+    """stable_ref: ``reference`` (M, ...) points join the batch in xbar (as CTLoss's), and the train loop passes them
+    to ECT (the config accepts stable_ref on kind='ect')."""
+    from cmlearn.core.stable_target import batch_posterior_mean
+    from cmlearn.train.presets import get_preset
+
+    x0, ref = torch.randn(64, 2) * 0.5, torch.randn(512, 2) * 0.5
+    without, with_ref = Recorder(), Recorder()
+    ECTLoss(stage_steps=10, stable_target=True)(without, without, x0, generator=torch.Generator().manual_seed(2))
+    ECTLoss(stage_steps=10, stable_target=True)(with_ref, with_ref, x0, generator=torch.Generator().manual_seed(2),
+                                                reference=ref)
+    (x_t, t), (xa_r, r) = without.calls
+    (_, _), (xb_r, _) = with_ref.calls
+    z = (x_t - x0) / t[:, None]
+    want = x0 + r[:, None] * z - (1 - r / t)[:, None] * (x0 - batch_posterior_mean(x0, z, 1 / t, reference=ref))
+    assert torch.allclose(xb_r, want, atol=1e-5) and not torch.allclose(xa_r, xb_r, atol=1e-3)
+    assert get_preset("toy-ect").override({"stable_target": True, "stable_ref": 256}).stable_ref == 256
+
+
 def test_only_the_online_pass_carries_gradient():
     torch.manual_seed(0)
     f = ConsistencyFunction(MLP(2, width=32, depth=2, emb_dim=16))

@@ -116,12 +116,16 @@ class ECTLoss:
         return t, torch.minimum(r, t)
 
     def __call__(self, model: nn.Module, target: nn.Module, x0: torch.Tensor, *, k: int = 0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """d(f_theta(x + t z, t), f_theta-(x + r z, r)) / (t - r) per sample (B,)."""
+                 generator: torch.Generator | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """d(f_theta(x + t z, t), f_theta-(x + r z, r)) / (t - r) per sample (B,); ``reference`` (M, ...): extra
+        data points for the stable target's posterior mean (with stable_target only)."""
         t, r = self.times(x0.shape[0], k, generator)
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         dt = (t - r).clamp(min=1e-12).to(device=x0.device, dtype=x0.dtype)
         t, r = t.to(device=x0.device, dtype=x0.dtype), r.to(device=x0.device, dtype=x0.dtype)
-        x_r = stable_ve_point(x0, z, t, r) if self.stable_target else x0 + append_dims(r, x0.ndim) * z
+        if self.stable_target:
+            x_r = stable_ve_point(x0, z, t, r, reference=reference)
+        else:
+            x_r = x0 + append_dims(r, x0.ndim) * z
         out, tgt = _paired(model, target, x0 + append_dims(t, x0.ndim) * z, t, x_r, r)
         return self.d(out, tgt.to(out.dtype)) / dt

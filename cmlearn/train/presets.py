@@ -246,16 +246,18 @@ PRESETS["digits-pd"] = digits_pd
 
 def toy_ect() -> TrainConfig:
     """ECT (Geng et al. 2025) from a toy-edm run (override ``init_from=RUN_DIR``): lognormal t, r(t) with dt / t
-    halving every ``ect_stage_steps`` (q = 2, 4 stages, so dt / t ends near 1/16), pseudo-Huber / (t - r),
-    theta- = stopgrad(theta). P_mean = 0, not ECT's -1.1: more draws at the large t that one step starts from.
-    The net matches toy-edm's (input_scale 10). From a run of the previous toy-edm preset (6000 steps of batch
-    1024), 1-step sliced W2 0.027, 2 steps 0.019 (before toy-edm's input-scale fix, from notebook 04's run: 0.031;
-    4000 steps 0.036; README)."""
+    halving every ``ect_stage_steps`` (q = 2, 6 stages of 1000, so dt / t ends near 1/64), pseudo-Huber / (t - r),
+    theta- = stopgrad(theta); P_mean = 0, not ECT's -1.1: more draws at the large t that one step starts from.
+    Not in ECT: the stable target with 4096 reference points (``stable_target``, ``stable_ref``; as toy-ict's).
+    The net matches toy-edm's (input_scale 10). 1-step / 2-step sliced W2 (20k samples, ``evaluate_points`` seed 0)
+    from one 4000-step toy-edm run, training seeds 0 / 1: 0.0212 / 0.0136, 0.0217 / 0.0184; the previous preset
+    (no stable target, 4 stages of 1500) 0.0250 / 0.0177, 0.0257 / 0.0182; toy-cd 0.0154 / 0.0141 (README)."""
     return TrainConfig(preset="toy-ect", kind="ect", init_from="runs/toy-edm", net="mlp",
                        net_kwargs=dict(TOY_NET, input_scale=10.0),
                        steps=pick(6000, 160), batch_size=pick(512, 256), lr=1e-3, lr_schedule="cosine",
-                       lr_final=0.05, distance="pseudo_huber", ect_q=2.0, ect_stage_steps=pick(1500, 40),
-                       p_mean=0.0, ema_decay=0.998, checkpoint_every=pick(1000, 80), log_every=pick(100, 20))
+                       lr_final=0.05, distance="pseudo_huber", ect_q=2.0, ect_stage_steps=pick(1000, 27),
+                       p_mean=0.0, stable_target=True, stable_ref=4096, ema_decay=0.998,
+                       checkpoint_every=pick(1000, 80), log_every=pick(100, 20))
 
 
 def digits_ect() -> TrainConfig:
