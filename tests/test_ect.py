@@ -96,8 +96,9 @@ def test_stable_target_moves_only_the_target_point():
 
 
 def test_stable_target_reference_joins_the_posterior_mean():
-    """stable_ref: ``reference`` (M, ...) points join the batch in xbar (as CTLoss's), and the train loop passes them
-    to ECT (the config accepts stable_ref on kind='ect')."""
+    """stable_ref: ``reference`` (M, ...) points join the batch in xbar (as CTLoss's), and the config accepts
+    stable_ref on kind='ect' (the loop passing them: test_toy_ect_trains_from_a_teacher_run_through_the_cli, whose
+    preset sets stable_ref=4096)."""
     from cmlearn.core.stable_target import batch_posterior_mean
     from cmlearn.train.presets import get_preset
 

@@ -78,8 +78,8 @@ def truncated_lognormal(n: int, *, p_mean: float = P_MEAN, p_std: float = P_STD,
 
 class ECTLoss:
     """ECT's loss (see the module docstring), called like the other losses: ``loss(model, target, x0, k=step,
-    generator=g)`` -> (B,). ``stage_steps`` is d, the iterations per stage (after ``short_stages`` stages of
-    ``short_steps``, see ``ect_stage``). ``mu = 0``: the online network is its own stop-gradient target.
+    generator=g, reference=None)`` -> (B,). ``stage_steps`` is d, the iterations per stage (after ``short_stages``
+    stages of ``short_steps``, see ``ect_stage``). ``mu = 0``: the online network is its own stop-gradient target.
     ``stable_target`` (not in ECT) moves x + r z one Euler step of the batch's score from x + t z
     (``cmlearn.core.stable_target.stable_ve_point``), as ``CTLoss`` does."""
 
@@ -118,7 +118,8 @@ class ECTLoss:
     def __call__(self, model: nn.Module, target: nn.Module, x0: torch.Tensor, *, k: int = 0,
                  generator: torch.Generator | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:
         """d(f_theta(x + t z, t), f_theta-(x + r z, r)) / (t - r) per sample (B,); ``reference`` (M, ...): extra
-        data points for the stable target's posterior mean (with stable_target only)."""
+        data points for the stable target's posterior mean (ignored without stable_target; a shape other than
+        (M, *x0.shape[1:]) raises ValueError in ``batch_posterior_mean``)."""
         t, r = self.times(x0.shape[0], k, generator)
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         dt = (t - r).clamp(min=1e-12).to(device=x0.device, dtype=x0.dtype)
