@@ -241,3 +241,35 @@ def test_stable_target_reference_points_join_the_posterior_mean():
     with pytest.raises(ValueError, match="pass stable_target=false stable_ref=0"):  # toy-ict sets stable_ref itself
         get_preset("toy-ict").override({"stable_target": False})
     assert get_preset("toy-ict").override({"stable_target": False, "stable_ref": 0}).stable_ref == 0
+
+
+def test_edm_stable_target_regresses_on_the_batch_posterior_mean():
+    """EDMLoss(stable_target=True): the denoiser's target is the batch's (and the reference points') posterior mean
+    of x0 at x0 + sigma e (STF), not x0. Checked on a denoiser that returns 0: the loss is weight * |target|^2, with
+    the target written out from the noise the loss drew; at tiny sigma it is x0, at large sigma close to the mean of
+    the batch and reference points. The config accepts it on kind='edm' (toy-edm below)."""
+    from cmlearn.core.stable_target import batch_posterior_mean
+    from cmlearn.train.presets import get_preset
+
+    x0, ref = torch.randn(64, 2, dtype=torch.float64) + 3.0, torch.randn(512, 2, dtype=torch.float64) + 3.0
+    seen = {}
+
+    def zero(x, sigma):
+        seen["x"], seen["sigma"] = x, sigma
+        return torch.zeros_like(x)
+
+    for p_mean, want_mean in ((-9.0, False), (6.0, True)):  # sigma about 1e-4, about 400
+        loss_fn = EDMLoss(p_mean=p_mean, p_std=0.1, stable_target=True)
+        loss = loss_fn(zero, None, x0, generator=torch.Generator().manual_seed(0), reference=ref)
+        sigma = seen["sigma"]
+        e = (seen["x"] - x0) / sigma[:, None]
+        target = batch_posterior_mean(x0, e, 1 / sigma, reference=ref)
+        weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+        assert torch.allclose(loss, weight * target.pow(2).mean(1), rtol=1e-6)
+        pooled = torch.cat([x0, ref]).mean(0)
+        near = (target - pooled).norm(dim=1).max() < 0.1 if want_mean else torch.allclose(target, x0, atol=1e-6)
+        assert near, (p_mean, target[:3])
+        plain = EDMLoss(p_mean=p_mean, p_std=0.1)(zero, None, x0, generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(plain, weight * x0.pow(2).mean(1), rtol=1e-6)
+    cfg = get_preset("toy-edm").override({"stable_target": True, "stable_ref": 256})
+    assert (cfg.stable_target, cfg.stable_ref) == (True, 256)

@@ -25,7 +25,7 @@ from cmlearn.core.schedules import (
     karras_sigmas,
     lognormal_index_weights,
 )
-from cmlearn.core.stable_target import stable_ve_point
+from cmlearn.core.stable_target import batch_posterior_mean, stable_ve_point
 
 # ---------------------------------------------------------------- distances d(x, y), per sample
 
@@ -82,21 +82,29 @@ def _paired(online: nn.Module, target: nn.Module, x1, t1, x2, t2):
 
 
 class EDMLoss:
-    """EDM denoising loss: sigma = exp(P_mean + P_std n), weight (sigma^2 + sd^2) / (sigma sd)^2 (teachers)."""
+    """EDM denoising loss: sigma = exp(P_mean + P_std n), weight (sigma^2 + sd^2) / (sigma sd)^2 (teachers).
 
-    def __init__(self, *, p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = SIGMA_DATA):
+    ``stable_target=True``: the target is the batch's posterior mean of x0 at x0 + sigma e (STF, Xu et al. 2023,
+    Eq. 7; ``cmlearn.core.stable_target``) in place of x0, with ``reference`` points passed to the call joining
+    the batch: the same target at small sigma, far less noise at large sigma, where one x0 is a poor estimate."""
+
+    def __init__(self, *, p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = SIGMA_DATA,
+                 stable_target: bool = False):
         self.p_mean, self.p_std, self.sigma_data = p_mean, p_std, sigma_data
+        self.stable_target = bool(stable_target)
 
     def __call__(self, model: nn.Module, target: nn.Module | None, x0: torch.Tensor, *, k: int = 0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-sample weighted denoising loss (B,) of the denoiser ``model`` on clean x0 (B, ...); target unused."""
+                 generator: torch.Generator | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample weighted denoising loss (B,) of the denoiser ``model`` on clean x0 (B, ...); target unused.
+        ``reference`` (M, ...): extra data points for the stable target's posterior mean (ignored without it)."""
         n = x0.shape[0]
         rnd = torch.randn(n, generator=generator, dtype=x0.dtype).to(x0.device)
         sigma = torch.exp(self.p_mean + self.p_std * rnd)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         D = model(x0 + append_dims(sigma, x0.ndim) * noise, sigma)
-        return weight * (D - x0).flatten(1).pow(2).mean(1)
+        y = batch_posterior_mean(x0, noise, 1 / sigma, reference=reference) if self.stable_target else x0
+        return weight * (D - y).flatten(1).pow(2).mean(1)
 
 
 class ConsistencyLoss:

@@ -9,14 +9,15 @@ reference batch that holds x_i,
 
 Where b / a is small the own point's weight is 1 and xbar_i = x_i (nothing changes); where it is large the weights
 spread over the batch and xbar_i is close to the exact posterior mean, whose variance given y is 0. The estimate is
-consistent in the batch size (biased for a finite batch, as any self-normalized estimate). Used by MeanFlow
-(``cmlearn.core.meanflow``), CT / iCT (``cmlearn.core.losses``), ECT (``cmlearn.core.ect``) and sCT
-(``cmlearn.core.scm``) when a config sets ``stable_target=true``; "the batch" is then the points of one forward pass
-on one process (grad_accum, micro_batch and more GPUs make it smaller; a config that leaves fewer than 2 is
-refused); for CT / iCT / ECT ``stable_ref=M`` adds M more data points drawn each step (STF's reference batch, which
-the paper makes larger than the training batch). Measured (README): on the 2D toys, where 512 points cover the data,
-it takes MeanFlow's 1-step distance from 2.3x to 1.2x the exact Heun bar; on the 8x8 digits (64 dimensions, batch
-64) it made MeanFlow worse (1-step FD-digits 217 against 71.9): the weights snap onto the few batch images near z_t.
+consistent in the batch size (biased for a finite batch, as any self-normalized estimate). Used by the EDM
+denoising loss (``cmlearn.core.losses.EDMLoss``, STF's own use), MeanFlow (``cmlearn.core.meanflow``), CT / iCT
+(``cmlearn.core.losses``), ECT (``cmlearn.core.ect``) and sCT (``cmlearn.core.scm``) when a config sets
+``stable_target=true``; "the batch" is then the points of one forward pass on one process (grad_accum, micro_batch
+and more GPUs make it smaller; a config that leaves fewer than 2 is refused); for EDM / CT / iCT / ECT
+``stable_ref=M`` adds M more data points drawn each step (STF's reference batch, which the paper makes larger than
+the training batch). Measured (README): on the 2D toys, where 512 points cover the data, it takes MeanFlow's
+1-step distance from 2.3x to 1.2x the exact Heun bar; on the 8x8 digits (64 dimensions, batch 64) it made MeanFlow
+worse (1-step FD-digits 217 against 71.9): the weights snap onto the few batch images near z_t.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ ONLY_FOR = {
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
     "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",), "mf_times": ("meanflow",),
-    "stable_target": ("ct", "ict", "ect", "sct", "meanflow"), "stable_ref": ("ct", "ict", "ect"),
+    "stable_target": ("edm", "ct", "ict", "ect", "sct", "meanflow"), "stable_ref": ("edm", "ct", "ict", "ect"),
 }
 """Keys that only some kinds read: set to anything but the default on another kind, they stop the run (an option
 that is accepted and then ignored is a bug the user never sees)."""
@@ -93,8 +93,8 @@ class TrainConfig:
     mf_ratio: float = 0.25  # MeanFlow: fraction of samples with r != t
     mf_adaptive_p: float = 1.0  # MeanFlow: loss ||D||^2 / sg(||D||^2 + c)^p, this p (0: plain l2)
     mf_times: str = "logit_normal"  # MeanFlow: how (r, t) are drawn: logit_normal (p_mean, p_std) | uniform
-    stable_target: bool = False  # CT, iCT, ECT, sCT, MeanFlow: the batch's posterior mean of x in the target
-    stable_ref: int = 0  # CT, iCT, ECT with stable_target: this many more data points per step join that mean's batch
+    stable_target: bool = False  # EDM, CT, iCT, ECT, sCT, MeanFlow: the batch's posterior mean of x in the target
+    stable_ref: int = 0  # EDM, CT, iCT, ECT with stable_target: this many more data points per step join its batch
     sigma_data: float = SIGMA_DATA
     eps: float = EPS
     T: float = T_MAX

@@ -42,7 +42,7 @@ def make_loss(cfg: TrainConfig, teacher=None):
                 huber_c=cfg.huber_c)
     K = cfg.K or cfg.steps
     if cfg.kind == "edm":
-        return EDMLoss(sigma_data=cfg.sigma_data)
+        return EDMLoss(sigma_data=cfg.sigma_data, stable_target=cfg.stable_target)
     if cfg.kind == "cd":
         return CDLoss(teacher, N=cfg.N, solver=cfg.solver, mu=cfg.mu, **grid)
     if cfg.kind == "pd":  # one round (cmlearn.train.pd runs the rounds)
