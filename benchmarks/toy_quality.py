@@ -123,11 +123,6 @@ def draw_eds(make, ref_draws: list[torch.Tensor]) -> np.ndarray:
     return np.array([energy_distance(make(i).double(), ref) for i, ref in enumerate(ref_draws)])
 
 
-def mean_ed(make, ref_draws: list[torch.Tensor]) -> float:
-    """Mean energy distance of ``make(i)`` to the i-th fresh-data draw."""
-    return float(draw_eds(make, ref_draws).mean())
-
-
 def noise(i: int) -> torch.Generator:
     """The generator of draw ``i``: every sampler (exact Heun and each run's schedules) starts draw i from the same
     x_T, and it is scored against the same fresh data, so ratios and differences are paired."""
@@ -138,8 +133,12 @@ def ratio(eds: np.ndarray, heun: np.ndarray) -> tuple[float, float]:
     """mean(eds) / mean(heun) and its standard error (delta method for a ratio of means over paired draws:
     the standard error of mean(eds - r heun) / mean(heun))."""
     r = eds.mean() / heun.mean()
-    se = (eds - r * heun).std(ddof=1) / np.sqrt(len(eds)) / heun.mean() if len(eds) > 1 else 0.0
-    return float(r), float(se)
+    return float(r), standard_error(eds - r * heun) / float(heun.mean())
+
+
+def standard_error(x: np.ndarray) -> float:
+    """Standard error of the mean of ``x`` (0 for a single draw)."""
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 def references(name: str, *, n: int, draws: int) -> dict:
@@ -172,7 +171,7 @@ def score_run(path: Path, ref: dict, *, n: int) -> dict:
         eds[key] = draw_eds(make, ref["refs"])
         res[key], res[f"se{key}"] = ratio(eds[key], ref["heun_draws"])
     d = (eds["2"] - eds["1"]) / ref["heun"]
-    res["d2"], res["sed2"] = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    res["d2"], res["sed2"] = float(d.mean()), standard_error(d)
     return res
 
 

@@ -96,7 +96,7 @@ class EDMLoss:
     def __call__(self, model: nn.Module, target: nn.Module | None, x0: torch.Tensor, *, k: int = 0,
                  generator: torch.Generator | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample weighted denoising loss (B,) of the denoiser ``model`` on clean x0 (B, ...); target unused.
-        ``reference`` (M, ...): extra data points for the stable target's posterior mean (ignored without it)."""
+        ``reference`` (M, ...): extra data points for the stable target's posterior mean (read only with it)."""
         n = x0.shape[0]
         rnd = torch.randn(n, generator=generator, dtype=x0.dtype).to(x0.device)
         sigma = torch.exp(self.p_mean + self.p_std * rnd)
