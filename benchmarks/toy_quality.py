@@ -7,8 +7,9 @@ sampler on 2D mixtures the presets never use, at 1 and 2 steps, in one run; prin
     python benchmarks/toy_quality.py --mixtures lopsided_triple --mode-weights RUN_DIR   # where the mass goes
 
 Protocol (the issue's): 20k training points per mixture, saved as a --data file, so every method trains on the
-same finite set; each method runs its preset with ``data`` and the keys of ``PROTOCOL`` (CD: 15k steps, from a
-``toy-edm`` run with the stable target trained on the same points, the "learned teacher"; CT: the CT recipe).
+same finite set; each method runs its preset with ``data`` and the keys of ``PROTOCOL`` (CD: 15k steps with the
+teacher's Heun at N = 40, from a ``toy-edm`` run with the stable target trained on the same points, the "learned
+teacher"; CT: the CT recipe).
 Quality: energy distance of ``n_eval`` samples to fresh data (mean of ``draws`` draws), divided by that of the
 exact-score Heun N = 18 sampler (Karras et al. 2022's 2nd-order sampler on the mixture's exact denoiser; the bar
 the paper's CD is measured against). The data-vs-data floor is the same ratio for fresh data. One draw's energy
@@ -79,15 +80,17 @@ MIXTURES = {"lopsided_triple": lopsided_triple, "grid25": grid25, "skewed_ring":
 METHODS = ("cd", "ct", "ict")
 PROTOCOL = {
     "edm": {"stable_target": "true", "stable_ref": "4096"},  # CD's learned teacher: toy-edm with the stable target
-    "cd": {"steps": "15000"},  # the issue's 15k steps (toy-cd trains 6000: enough from the exact score)
+    "cd": {"steps": "15000", "N": "40"},  # the issue's 15k steps (toy-cd: 6000, N = 18 from the exact score)
     "ct": {"stable_target": "true", "stable_ref": "4096", "s0": "10",  # the CT recipe; toy-ct stays Algorithm 3
            "net_kwargs": '{"width": 256, "depth": 4, "emb_dim": 64, "input_scale": 10}'},
 }
 """What the table runs beside ``data`` and ``seed``, each method's preset with these keys (``--set`` wins): CD
 for the issue's 15k steps from a teacher trained with the stable target (STF's own use: the EDM loss regresses on
 the batch's posterior mean; on grid25 its Heun-18 1.05x exact against 1.10x, CD from it 1.14x against 1.19x-1.20x;
-not in ``toy-edm``, where it doubles a step's cost and on eight Gaussians is no better), and for CT the recipe of
-issue 19 (README), since ``toy-ct`` is kept as the paper's Algorithm 3 for notebook 06 (6.8x-24x here)."""
+not in ``toy-edm``, where it doubles a step's cost and on eight Gaussians is no better), with the teacher's Heun
+at N = 40 (Theorem 1: CD's fixed point is the teacher's Heun-N map, and on skewed_ring exact Heun-18 is far from
+converged: at N = 18 CD reads 1.25x / 1.20x there, at 40 0.71x / 0.71x), and for CT the recipe of issue 19
+(README), since ``toy-ct`` is kept as the paper's Algorithm 3 for notebook 06 (6.8x-24x here)."""
 
 # ---------------------------------------------------------------- runs
 
