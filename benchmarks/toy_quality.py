@@ -1,7 +1,7 @@
-"""Toy quality at the exact teacher's level (issue 19): CD, CT and iCT against the exact-score Heun N = 18
+"""Toy quality at the exact teacher's level (issue 19): CD, CT, iCT and ECT against the exact-score Heun N = 18
 sampler on 2D mixtures the presets never use, at 1 and 2 steps, in one run; prints a markdown table.
 
-    python benchmarks/toy_quality.py                       # 3 mixtures x 2 seeds, the protocol below
+    python benchmarks/toy_quality.py                       # 3 mixtures x 2 seeds x 4 methods, the protocol below
     python benchmarks/toy_quality.py --seeds 0 --jobs 2    # one seed, two processes
     CMLEARN_FAST=1 python benchmarks/toy_quality.py --fast # smoke size (numbers not meaningful)
     python benchmarks/toy_quality.py --mixtures lopsided_triple --mode-weights RUN_DIR   # where the mass goes
@@ -9,7 +9,7 @@ sampler on 2D mixtures the presets never use, at 1 and 2 steps, in one run; prin
 Protocol (the issue's): 20k training points per mixture, saved as a --data file, so every method trains on the
 same finite set; each method runs its preset with ``data`` and the keys of ``PROTOCOL`` (CD: 15k steps with the
 teacher's Heun at N = 40, from a ``toy-edm`` run with the stable target trained on the same points, the "learned
-teacher"; CT: the CT recipe).
+teacher"; CT: the CT recipe; ECT (issue 13, no goal here): ``toy-ect`` from that same teacher run).
 Quality: energy distance of ``n_eval`` samples to fresh data (mean of ``draws`` draws), divided by that of the
 exact-score Heun N = 18 sampler (Karras et al. 2022's 2nd-order sampler on the mixture's exact denoiser; the bar
 the paper's CD is measured against). The data-vs-data floor is the same ratio for fresh data. One draw's energy
@@ -77,7 +77,9 @@ def skewed_ring() -> GaussianMixture:
 
 
 MIXTURES = {"lopsided_triple": lopsided_triple, "grid25": grid25, "skewed_ring": skewed_ring}
-METHODS = ("cd", "ct", "ict")
+METHODS = ("cd", "ct", "ict", "ect")
+ORDER = ("cd", "ict", "ct", "ect")  # the jobs' order: longest first, so that the workers finish together
+TUNED = ("cd", "ect")  # the methods that start from a toy-edm run trained on the same points (CD's teacher, ECT's init)
 PROTOCOL = {
     "edm": {"stable_target": "true", "stable_ref": "4096"},  # CD's learned teacher: toy-edm with the stable target
     "cd": {"steps": "15000", "N": "40"},  # the issue's 15k steps (toy-cd: 6000, N = 18 from the exact score)
@@ -105,9 +107,11 @@ def points_file(out: Path, name: str, n: int) -> Path:
 
 
 def config(method: str, data: str, seed: int, *, teacher: str = "", overrides: dict | None = None) -> TrainConfig:
-    """The preset ``toy-METHOD`` on ``data`` with ``seed``; CD distils ``teacher`` (a toy-edm run)."""
+    """The preset ``toy-METHOD`` on ``data`` with ``seed``; CD distils ``teacher`` (a toy-edm run), ECT starts from
+    its weights."""
     cfg = get_preset(f"toy-{method}").override({"data": data, "seed": seed, **(overrides or {})})
-    return cfg.override({"teacher": teacher}) if method == "cd" else cfg
+    key = {"cd": "teacher", "ect": "init_from"}.get(method)
+    return cfg.override({key: teacher}) if key else cfg
 
 
 def trained(cfg: TrainConfig, out: Path, name: str) -> Path:
@@ -178,8 +182,16 @@ def score_run(path: Path, ref: dict, *, n: int) -> dict:
     return res
 
 
+def teacher_job(args: tuple) -> Path:
+    """The toy-edm run of (mixture, seed) that CD distils and ECT starts from, trained unless cached."""
+    name, seed, out, n_train, overrides = args
+    torch.set_num_threads(1)
+    data = f"file:{points_file(out, name, n_train)}"
+    return trained(config("edm", data, seed, overrides=overrides.get("edm")), out, f"{name}-edm-s{seed}")
+
+
 def job(args: tuple) -> dict:
-    """One (mixture, seed, method): train (CD: its toy-edm teacher first) and score; runs in a worker."""
+    """One (mixture, seed, method): train (CD, ECT: from the cached toy-edm run) and score; runs in a worker."""
     name, seed, method, out, n_train, n_eval, draws, overrides = args
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -187,8 +199,8 @@ def job(args: tuple) -> dict:
     ref = references(name, n=n_eval, draws=draws)
     row = {"mixture": name, "seed": seed, "method": method, "floor": ref["floor"] / ref["heun"]}
     teacher = ""
-    if method == "cd":
-        teacher_path = trained(config("edm", data, seed, overrides=overrides.get("edm")), out, f"{name}-edm-s{seed}")
+    if method in TUNED:
+        teacher_path = teacher_job((name, seed, out, n_train, overrides))
         row["teacher"] = score_run(teacher_path, ref, n=n_eval)["heun18"]
         teacher = str(teacher_path)
     cfg = config(method, data, seed, teacher=teacher, overrides=overrides.get(method))
@@ -245,24 +257,24 @@ def table(rows: list[dict]) -> str:
             if not sel:
                 continue
             goals = [(k, g) for (m, k), g in GOALS.items() if m == method]
-            met = all(max(r[k] for r in sel) <= g for k, g in goals)
+            met = ("yes" if all(max(r[k] for r in sel) <= g for k, g in goals) else "no") if goals else "-"
             worse = [r for r in sel if r["d2"] > 0]
             note = "" if not worse else (" (2 steps significantly worse than 1)" if any(
                 r["d2"] > 2 * r["sed2"] for r in worse) else " (2 steps worse than 1, within 2 se)")
             paired = " / ".join(f"{r['d2']:+.2f} ({r['sed2']:.2f})" for r in sel)
             lines.append(f"| {name} | {method} | {fmt(sel, '1')} | {fmt(sel, '2')} | {fmt(sel, '2even')} | {paired} | "
-                         f"{fmt(sel, 'teacher')} | {sel[0]['floor']:.2f} | {'yes' if met else 'no'}{note} | "
+                         f"{fmt(sel, 'teacher')} | {sel[0]['floor']:.2f} | {met}{note} | "
                          f"{fmt(sel, 'se1')}, {fmt(sel, 'se2')} |")
     return "\n".join(lines)
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``METHOD:key=value`` strings -> {method: {key: value}} (method: edm, cd, ct or ict)."""
+    """``METHOD:key=value`` strings -> {method: {key: value}} (method: edm, cd, ct, ict or ect)."""
     out: dict = {}
     for item in items:
         method, _, pair = item.partition(":")
         if method not in ("edm", *METHODS) or "=" not in pair:
-            raise ValueError(f"--set wants METHOD:key=value with METHOD in edm/cd/ct/ict, got {item!r}")
+            raise ValueError(f"--set wants METHOD:key=value with METHOD in edm/{'/'.join(METHODS)}, got {item!r}")
         key, value = pair.split("=", 1)
         out.setdefault(method, {})[key] = value
     return out
@@ -294,10 +306,13 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(name, seed, m, out, n_train, n_eval, draws, overrides) for name in a.mixtures for seed in a.seeds
-             for m in sorted(a.methods, key=lambda m: -"ct ict cd".split().index(m) if m != "cd" else -9)]
+             for m in sorted(a.methods, key=ORDER.index)]
+    teachers = [(name, seed, out, n_train, overrides) for name in a.mixtures for seed in a.seeds
+                if set(a.methods) & set(TUNED)]
     t0 = time.perf_counter()
-    if a.jobs > 1:
+    if a.jobs > 1:  # the teachers first: CD's and ECT's jobs share them
         with ProcessPoolExecutor(a.jobs) as pool:
+            list(pool.map(teacher_job, teachers))
             rows = list(pool.map(job, tasks))
     else:
         rows = [job(t) for t in tasks]

@@ -10,16 +10,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_toy_quality_smoke(tmp_path):
     out = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--fast", "--out", str(tmp_path),
-                          "--mixtures", "grid25", "--seeds", "0"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+                          "--mixtures", "grid25", "--seeds", "0", "--jobs", "2"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = re.findall(r"^\| grid25 \| (cd|ct|ict) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", out.stdout, flags=re.M)
-    assert [r[0] for r in rows] == ["cd", "ct", "ict"]
+    rows = re.findall(r"^\| grid25 \| (cd|ct|ict|ect) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", out.stdout,
+                      flags=re.M)
+    assert [r[0] for r in rows] == ["cd", "ct", "ict", "ect"]
     assert all(float(v) > 0 for r in rows for v in r[1:])
     assert (tmp_path / "grid25-300.npy").exists()
     assert re.search(r"\| grid25 \| cd \|[^\n]*\| [0-9.]+ \| [0-9.]+ \| (yes|no)", out.stdout)  # teacher, floor
-    ses = re.findall(r"\| (?:yes|no)[^|]*\| ([0-9.]+), ([0-9.]+) \|$", out.stdout, flags=re.M)  # standard errors
-    assert len(ses) == 3 and all(float(v) > 0 for r in ses for v in r), ses
+    assert re.search(r"\| grid25 \| ect \|[^\n]*\| [0-9.]+ \| [0-9.]+ \| - \|", out.stdout)  # no goal for ECT
+    assert len(list(tmp_path.glob("grid25-edm-s0-*"))) == 1  # CD and ECT share one teacher run
+    ses = re.findall(r"\| (?:yes|no|-)[^|]*\| ([0-9.]+), ([0-9.]+) \|$", out.stdout, flags=re.M)  # standard errors
+    assert len(ses) == 4 and all(float(v) > 0 for r in ses for v in r), ses
     # --mode-weights on the iCT run: per t, model and exact-ODE weights over the 25 modes, each summing to 1
     (run_dir,) = tmp_path.glob("grid25-ict-s0-*")
     diag = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--mixtures", "grid25", "--mode-weights",
