@@ -297,8 +297,16 @@ def main(argv: list[str] | None = None) -> None:
     if a.mode_weights:
         return mode_weights(Path(a.mode_weights), a.mixtures[0])
     overrides = {m: dict(kv) for m, kv in PROTOCOL.items()}
-    for m, kv in parse_overrides(a.set).items():
-        overrides.setdefault(m, {}).update(kv)
+    try:
+        for m, kv in parse_overrides(a.set).items():
+            overrides.setdefault(m, {}).update(kv)
+    except ValueError as e:
+        p.error(str(e))
+    for m in ("edm", *a.methods):  # a bad key fails here, not in a worker after a teacher has trained
+        try:
+            config(m, "eight_gaussians", 0, overrides=overrides.get(m))
+        except ValueError as e:
+            p.error(f"toy-{m} with {overrides.get(m)}: {e}")
     n_train, n_eval, draws = (300, 300, 2) if a.fast else (20_000, pick(4000, 1000), a.draws)
     if a.fast:
         for m in ("edm", *METHODS):

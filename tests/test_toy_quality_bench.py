@@ -41,3 +41,11 @@ def test_toy_quality_rejects_bad_override():
     out = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--fast", "--set", "gan:lr=1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "gan:lr=1" in out.stderr
+
+
+def test_toy_quality_rejects_a_bad_key_before_training(tmp_path):
+    out = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--fast", "--out", str(tmp_path), "--set",
+                          "ect:foo=1", "--mixtures", "grid25", "--seeds", "0"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0 and "toy-ect" in out.stderr and "'foo'" in out.stderr
+    assert not list(tmp_path.glob("grid25-edm-*"))  # refused before CD's and ECT's teacher trained
