@@ -254,8 +254,8 @@ def toy_ect() -> TrainConfig:
     theta- = stopgrad(theta); P_mean = 0, not ECT's -1.1, and P_std = 3, not 2: more draws at the large t that one
     step starts from. Not in ECT: the stable target with 4096 reference points (``stable_target``, ``stable_ref``;
     as toy-ict's). The net matches toy-edm's (input_scale 10). EMA 0.995: the 1-step map moves with every stage and a
-    longer average lags it (0.999: 0.064). 1-step / 2-step sliced W2 (20k samples, ``evaluate_points`` seed 0) from
-    one 4000-step toy-edm run (its Heun N = 18 0.0156), training seeds 0 / 1 / 2 / 3, 1 step 0.0150 / 0.0152 /
+    longer average lags it (0.999: 0.064). Sliced W2 (20k samples, ``evaluate_points`` seed 0) from one 4000-step
+    toy-edm run (its Heun N = 18 0.0156), training seeds 0 / 1 / 2 / 3, 1 step 0.0150 / 0.0152 /
     0.0157 / 0.0144 (mean 0.0151), 2 steps 0.0109 / 0.0117 / 0.0120 / 0.0112, in 4500 steps: toy-cd's level (0.0154 /
     0.0151 / 0.0150 in 6000 steps from the exact score). The previous preset (6 stages of 1000, P_std 2, EMA 0.998,
     6000 steps) 0.0212 / 0.0217 / 0.0191 at 1 step (README)."""
