@@ -25,6 +25,7 @@ the test of "two steps no worse than one" (issue 19).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import time
@@ -182,28 +183,37 @@ def score_run(path: Path, ref: dict, *, n: int) -> dict:
     return res
 
 
-def teacher_job(args: tuple) -> Path:
-    """The toy-edm run of (mixture, seed) that CD distils and ECT starts from, trained unless cached."""
-    name, seed, out, n_train, overrides = args
+def reference_job(args: tuple) -> dict:
+    """``references`` of one mixture, computed once and shared by every job on it; runs in a worker."""
+    name, n_eval, draws = args
     torch.set_num_threads(1)
-    data = f"file:{points_file(out, name, n_train)}"
-    return trained(config("edm", data, seed, overrides=overrides.get("edm")), out, f"{name}-edm-s{seed}")
+    t0 = time.perf_counter()
+    return {**references(name, n=n_eval, draws=draws), "minutes": (time.perf_counter() - t0) / 60}
 
 
-def job(args: tuple) -> dict:
-    """One (mixture, seed, method): train (CD, ECT: from the cached toy-edm run) and score; runs in a worker."""
-    name, seed, method, out, n_train, n_eval, draws, overrides = args
+def teacher_job(args: tuple) -> dict:
+    """The toy-edm run of (mixture, seed) that CD distils and ECT starts from, trained unless cached, and its
+    Heun-18 ratio, both once for the two methods; runs in a worker."""
+    name, seed, out, n_train, n_eval, ref, overrides = args
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     data = f"file:{points_file(out, name, n_train)}"
-    ref = references(name, n=n_eval, draws=draws)
+    path = trained(config("edm", data, seed, overrides=overrides.get("edm")), out, f"{name}-edm-s{seed}")
+    return {"path": str(path), "heun18": score_run(path, ref, n=n_eval)["heun18"],
+            "minutes": (time.perf_counter() - t0) / 60}
+
+
+def job(args: tuple) -> dict:
+    """One (mixture, seed, method): train (CD, ECT: from ``teacher``, the ``teacher_job`` result) and score against
+    the mixture's ``references``; runs in a worker."""
+    name, seed, method, out, n_train, n_eval, ref, teacher, overrides = args
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    data = f"file:{points_file(out, name, n_train)}"
     row = {"mixture": name, "seed": seed, "method": method, "floor": ref["floor"] / ref["heun"]}
-    teacher = ""
-    if method in TUNED:
-        teacher_path = teacher_job((name, seed, out, n_train, overrides))
-        row["teacher"] = score_run(teacher_path, ref, n=n_eval)["heun18"]
-        teacher = str(teacher_path)
-    cfg = config(method, data, seed, teacher=teacher, overrides=overrides.get(method))
+    if teacher:
+        row["teacher"] = teacher["heun18"]
+    cfg = config(method, data, seed, teacher=teacher["path"] if teacher else "", overrides=overrides.get(method))
     row.update(score_run(trained(cfg, out, f"{name}-{method}-s{seed}"), ref, n=n_eval))
     row["minutes"] = (time.perf_counter() - t0) / 60
     return row
@@ -313,23 +323,24 @@ def main(argv: list[str] | None = None) -> None:
             overrides.setdefault(m, {}).update(steps="200", checkpoint_every="200", log_every="50")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [(name, seed, m, out, n_train, n_eval, draws, overrides) for name in a.mixtures for seed in a.seeds
-             for m in sorted(a.methods, key=ORDER.index)]
-    teachers = [(name, seed, out, n_train, overrides) for name in a.mixtures for seed in a.seeds
-                if set(a.methods) & set(TUNED)]
     t0 = time.perf_counter()
-    if a.jobs > 1:  # the teachers first: CD's and ECT's jobs share them
-        with ProcessPoolExecutor(a.jobs) as pool:
-            list(pool.map(teacher_job, teachers))
-            rows = list(pool.map(job, tasks))
-    else:
-        rows = [job(t) for t in tasks]
+    # three phases, each in parallel: the mixtures' references, the teachers CD and ECT share, then every method
+    with ProcessPoolExecutor(a.jobs) if a.jobs > 1 else contextlib.nullcontext() as pool:
+        pmap = pool.map if pool else map
+        refs = dict(zip(a.mixtures, pmap(reference_job, [(name, n_eval, draws) for name in a.mixtures])))
+        pairs = [(name, seed) for name in a.mixtures for seed in a.seeds] if set(a.methods) & set(TUNED) else []
+        teachers = dict(zip(pairs, pmap(teacher_job, [(name, seed, out, n_train, n_eval, refs[name], overrides)
+                                                      for name, seed in pairs])))
+        tasks = [(name, seed, m, out, n_train, n_eval, refs[name], teachers.get((name, seed)) if m in TUNED else None,
+                  overrides) for name in a.mixtures for seed in a.seeds for m in sorted(a.methods, key=ORDER.index)]
+        rows = list(pmap(job, tasks))
+    minutes = sum(r["minutes"] for r in [*refs.values(), *teachers.values(), *rows])
     print(f"energy distance / exact-score Heun N=18 ({n_eval} samples vs fresh data, mean of {draws} draws; "
           f"{n_train} training points; seeds {' / '.join(map(str, a.seeds))}); presets with: "
           f"{'; '.join(m + ' ' + ' '.join(f'{k}={v}' for k, v in kv.items()) for m, kv in overrides.items())}\n")
     print(table(rows))
     print(f"\ngoals: {', '.join(f'{m} {k} step <= {g}x' for (m, k), g in GOALS.items())}; "
-          f"wall {(time.perf_counter() - t0) / 60:.1f} min, {sum(r['minutes'] for r in rows):.1f} job-minutes")
+          f"wall {(time.perf_counter() - t0) / 60:.1f} min, {minutes:.1f} job-minutes")
 
 
 if __name__ == "__main__":

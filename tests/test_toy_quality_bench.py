@@ -23,6 +23,13 @@ def test_toy_quality_smoke(tmp_path):
     assert len(list(tmp_path.glob("grid25-edm-s0-*"))) == 1  # CD and ECT share one teacher run
     ses = re.findall(r"\| (?:yes|no|-)[^|]*\| ([0-9.]+), ([0-9.]+) \|$", out.stdout, flags=re.M)  # standard errors
     assert len(ses) == 4 and all(float(v) > 0 for r in ses for v in r), ses
+    # one process (no pool): the iCT run is reused from the cache and scores the same, draws paired alike
+    one = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--fast", "--out", str(tmp_path), "--mixtures",
+                          "grid25", "--seeds", "0", "--methods", "ict", "--jobs", "1"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    again = re.findall(r"^\| grid25 \| ict \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", one.stdout, flags=re.M)
+    assert again == [rows[2][1:]], (again, rows)
     # --mode-weights on the iCT run: per t, model and exact-ODE weights over the 25 modes, each summing to 1
     (run_dir,) = tmp_path.glob("grid25-ict-s0-*")
     diag = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--mixtures", "grid25", "--mode-weights",
