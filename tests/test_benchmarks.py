@@ -43,3 +43,13 @@ def test_stable_target_benchmark_prints_both_times_and_their_ratio():
     old, new, ratio = re.search(r"one softmax ([0-9.]+) ms, cmlearn ([0-9.]+) ms -> ([0-9.]+)x", text).groups()
     assert float(old) > 0 and float(new) > 0
     assert abs(float(ratio) - float(old) / float(new)) < 0.02 * float(ratio) + 0.02
+
+
+def test_jvp_benchmark_prints_both_step_times_their_ratio_and_one_loss():
+    text = run("benchmarks/jvp_speed.py", "--batch", "64", "--steps", "2", "--rounds", "1")
+    rows = re.findall(r"(toy-meanflow|toy-sct): torch.func.jvp ([0-9.]+) ms, MLP.jvp ([0-9.]+) ms -> ([0-9.]+)x "
+                      r"\(first loss ([0-9.e+-]+) both ways", text)
+    assert [r[0] for r in rows] == ["toy-meanflow", "toy-sct"], text
+    for _, generic, fast, ratio, _ in rows:
+        assert float(generic) > 0 and float(fast) > 0
+        assert abs(float(ratio) - float(generic) / float(fast)) < 0.02 * float(ratio) + 0.01

@@ -50,6 +50,17 @@ class MeanFlowModel(nn.Module):
         r, t = as_time(r, z), as_time(t, z)
         return self.net(z, torch.stack([t, t - r], dim=1)).to(z.dtype)
 
+    def total_derivative(self, z: torch.Tensor, r: float | torch.Tensor, t: float | torch.Tensor,
+                         dz_dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u, du/dt) along (dz_dt, 1) with r held fixed (MeanFlow Eq. 8): by the network's own forward mode where it
+        has one (``MLP.jvp``: du/dt without autograd, about 2x faster), else ``cmlearn.core.jvp.total_derivative``."""
+        r, t = as_time(r, z), as_time(t, z)
+        if not hasattr(self.net, "jvp"):
+            return total_derivative(lambda zz, ts: self(zz, r, ts), z, t, dz_dt)
+        c = torch.stack([t, t - r], dim=1)
+        u, du = self.net.jvp(z, c, dz_dt, torch.ones_like(c))  # d(t, t - r)/dt = (1, 1)
+        return u.to(z.dtype), du.to(z.dtype)
+
 
 TIME_SAMPLERS = ("logit_normal", "uniform")
 P_MEAN, P_STD = -0.4, 1.0  # the paper's logit-normal on ImageNet (Table 1)
@@ -113,7 +124,10 @@ class MeanFlowLoss:
         tt = append_dims(t, x0.ndim)
         z = (1 - tt) * x0 + tt * e
         v = batch_velocity(x0, e, t) if self.stable_target else e - x0
-        u, du_dt = total_derivative(lambda zz, ts: model(zz, r, ts), z, t, v)
+        if isinstance(model, MeanFlowModel):
+            u, du_dt = model.total_derivative(z, r, t, v)
+        else:  # e.g. wrapped for DDP: the generic forward mode through its forward
+            u, du_dt = total_derivative(lambda zz, ts: model(zz, r, ts), z, t, v)
         u_tgt = (v - append_dims(t - r, x0.ndim) * du_dt).detach()
         err = (u - u_tgt).flatten(1).pow(2).sum(1)
         return err / (err.detach() + self.adaptive_c) ** self.adaptive_p

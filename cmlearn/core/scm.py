@@ -73,6 +73,21 @@ class TrigFlowFunction(nn.Module):
             c = 0.25 * torch.log(torch.tan(c).clamp(min=self.eps / self.sigma_data))
         return self.net(x_t / self.sigma_data, c).to(x_t.dtype)
 
+    def F_jvp(self, x_t: torch.Tensor, t: torch.Tensor, dx_dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F, dF/dt) along (dx_dt, 1): by the network's own forward mode where it has one (``MLP.jvp``: dF/dt
+        without autograd, about 2x faster), else ``cmlearn.core.jvp.total_derivative`` of ``F``."""
+        if not hasattr(self.net, "jvp"):
+            return total_derivative(self.F, x_t, t, dx_dt)
+        c, dc = t, torch.ones_like(t)  # the float16 rounding passes the tangent through, as forward mode does
+        if self.time_dtype == torch.float16:
+            c = t.to(torch.float16).to(t.dtype)
+        if self.time_input == "log_tan":
+            tan, floor = torch.tan(c), self.eps / self.sigma_data
+            dc = torch.where(tan >= floor, 0.25 / (torch.sin(c) * torch.cos(c)), torch.zeros_like(c))
+            c = 0.25 * torch.log(tan.clamp(min=floor))
+        F, dF = self.net.jvp(x_t / self.sigma_data, c, dx_dt / self.sigma_data, dc)
+        return F.to(x_t.dtype), dF.to(x_t.dtype)
+
     def trig(self, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """f_theta(x_t, t) in TrigFlow coordinates."""
         t = as_time(t, x_t)
@@ -150,9 +165,13 @@ class SCMLoss:
                 r: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(sd F_-(x_t, t), g) under stop-gradient, g = -cos^2 (sd F_- - dx_t/dt) - r cos sin (x_t + sd dF_-/dt)
         (sCM Algorithm 1, unnormalized). With r = 1, g = cos(t) df_-/dt, the tangent of f_- along the PF ODE."""
+        return self._tangent(*m.F_jvp(x_t, t, dx_dt), x_t, t, dx_dt, r=r)
+
+    def _tangent(self, F: torch.Tensor, dF_dt: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                 dx_dt: torch.Tensor, *, r: float) -> tuple[torch.Tensor, torch.Tensor]:
         sd = self.sigma_data
         cos, sin = append_dims(torch.cos(t), x_t.ndim), append_dims(torch.sin(t), x_t.ndim)
-        sF, dsF_dt = total_derivative(lambda x, tt: sd * m.F(x, tt), x_t, t, dx_dt)
+        sF, dsF_dt = sd * F, sd * dF_dt
         return sF, -cos**2 * (sF - dx_dt) - r * cos * sin * (x_t + dsF_dt)
 
     def __call__(self, model: nn.Module, target: nn.Module | None, x0: torch.Tensor, *, k: int = 0,
@@ -168,10 +187,15 @@ class SCMLoss:
         else:
             with torch.no_grad():
                 dx_dt = teacher_velocity(self.teacher, x_t, t, sigma_data=sd).to(x0.dtype)
-        devices = [x0.device] if x0.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # the online pass reuses the target's dropout mask
-            sF, g = self.tangent(m, x_t, t, dx_dt, r=min(1.0, k / self.warmup) if self.warmup else 1.0)
-        F = m.F(x_t, t)
+        r = min(1.0, k / self.warmup) if self.warmup else 1.0
+        if hasattr(m.net, "jvp"):  # one pass (MLP.jvp): F with autograd, dF/dt without; F_- is F's value
+            F, dF_dt = m.F_jvp(x_t, t, dx_dt)
+            sF, g = self._tangent(F.detach(), dF_dt, x_t, t, dx_dt, r=r)
+        else:
+            devices = [x0.device] if x0.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):  # the online pass reuses the target's dropout mask
+                sF, g = self.tangent(m, x_t, t, dx_dt, r=r)
+            F = m.F(x_t, t)
         g_norm = append_dims(g.flatten(1).norm(dim=1), x0.ndim)
         self.last_tangent_norm = float(g_norm.mean())
         if self.c:

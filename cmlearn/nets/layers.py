@@ -50,6 +50,16 @@ class FourierEmbedding(nn.Module):
         sin, cos = arg.sin(), arg.cos()
         return torch.cat([sin, cos] if self.order[0] == "sin" else [cos, sin], dim=1)
 
+    def jvp(self, c: torch.Tensor, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(forward(c), its tangent along dc (B,)): d sin = cos d(arg), d cos = -sin d(arg); the tangent is
+        computed without autograd (a stop-gradient tangent, as ``cmlearn.nets.mlp.MLP.jvp`` documents)."""
+        emb = self.forward(c)
+        with torch.no_grad():
+            arg = (2 * math.pi) * c.to(self.freqs.dtype)[:, None] * self.freqs[None]
+            darg = (2 * math.pi) * dc.to(self.freqs.dtype)[:, None] * self.freqs[None]
+            dsin, dcos = arg.cos() * darg, -arg.sin() * darg
+            return emb, torch.cat([dsin, dcos] if self.order[0] == "sin" else [dcos, dsin], dim=1)
+
     def extra_repr(self) -> str:
         return f"dim={2 * self.freqs.numel()}, order={self.order}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cmlearn.nets.layers import EDM_ORDER, FourierEmbedding
@@ -59,3 +60,54 @@ class MLP(nn.Module):
         if c.shape[1] != self.n_times:
             raise ValueError(f"c_noise must have shape (B,) or (B, {self.n_times}), got {tuple(c_noise.shape)}")
         return self.body(torch.cat([self.input_scale * x, *(self.embed(c[:, i]) for i in range(self.n_times))], dim=1))
+
+    def jvp(self, x: torch.Tensor, c_noise: torch.Tensor, dx: torch.Tensor,
+            dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F, dF) = (forward(x, c_noise), J_x F dx + J_c F dc), forward mode written out layer by layer (Fourier
+        embedding, Linear, SiLU, dropout with the forward pass's mask): what ``torch.func.jvp(self, (x, c_noise),
+        (dx, dc))`` returns (tests/test_mlp_jvp.py), about 2x faster on a CPU (``benchmarks/jvp_speed.py``).
+
+        F carries autograd as ``forward``'s output does; dF is computed under no_grad, a stop-gradient tangent
+        (what MeanFlow's target and sCM's tangent use, ``cmlearn.core.meanflow``, ``cmlearn.core.scm``). dx: x's
+        shape (B, dim); dc: c_noise's shape, (B,) or (B, n_times). Raises ValueError on other shapes."""
+        if dx.shape != x.shape or dc.shape != c_noise.shape:
+            raise ValueError(f"dx and dc must have the shapes of x {tuple(x.shape)} and c_noise "
+                             f"{tuple(c_noise.shape)}, got {tuple(dx.shape)} and {tuple(dc.shape)}")
+        c = c_noise.to(x.dtype).reshape(x.shape[0], -1)
+        if x.ndim != 2 or x.shape[1] != self.dim or c.shape[1] != self.n_times:
+            raise ValueError(f"x must have shape (B, {self.dim}) and c_noise (B,) or (B, {self.n_times}), got "
+                             f"{tuple(x.shape)} and {tuple(c_noise.shape)}")
+        dc = dc.to(x.dtype).reshape(c.shape)
+        fourier, linear, _ = self.embed
+        hs, dhs = [self.input_scale * x], [self.input_scale * dx]
+        for i in range(self.n_times):
+            e, de = fourier.jvp(c[:, i], dc[:, i])
+            h, dh = self._layer_jvp(linear, e, de)
+            h, dh = _silu_jvp(h, dh)
+            hs.append(h)
+            dhs.append(dh)
+        h, dh = torch.cat(hs, dim=1), torch.cat(dhs, dim=1)
+        for layer in self.body:
+            if isinstance(layer, nn.Linear):
+                h, dh = self._layer_jvp(layer, h, dh)
+                continue
+            drop = layer[1] if isinstance(layer, nn.Sequential) else None  # (SiLU, Dropout) or SiLU
+            h, dh = _silu_jvp(h, dh)
+            if drop is not None and drop.training and drop.p > 0:
+                mask = F.dropout(torch.ones_like(h), drop.p, training=True)  # the draw forward's dropout makes
+                h, dh = h * mask, dh * mask
+        return h, dh
+
+    @staticmethod
+    def _layer_jvp(layer: nn.Linear, h: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            dout = F.linear(dh, layer.weight)
+        return layer(h), dout
+
+
+def _silu_jvp(h: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(silu(h), silu'(h) dh), silu'(h) = s (1 + h (1 - s)), s = sigmoid(h); the tangent without autograd."""
+    with torch.no_grad():
+        s = torch.sigmoid(h)
+        dout = s * (1 + h * (1 - s)) * dh
+    return F.silu(h), dout
