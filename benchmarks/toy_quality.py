@@ -286,6 +286,9 @@ def parse_overrides(items: list[str]) -> dict:
         if method not in ("edm", *METHODS) or "=" not in pair:
             raise ValueError(f"--set wants METHOD:key=value with METHOD in edm/{'/'.join(METHODS)}, got {item!r}")
         key, value = pair.split("=", 1)
+        if (method, key) in (("cd", "teacher"), ("ect", "init_from")):
+            raise ValueError(f"--set {item!r}: the benchmark trains {method.upper()}'s teacher itself, a toy-edm run "
+                             "on the same points (change it with --set edm:key=value)")
         out.setdefault(method, {})[key] = value
     return out
 

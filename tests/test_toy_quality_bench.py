@@ -56,3 +56,10 @@ def test_toy_quality_rejects_a_bad_key_before_training(tmp_path):
                          text=True, timeout=120)
     assert out.returncode != 0 and "toy-ect" in out.stderr and "'foo'" in out.stderr
     assert not list(tmp_path.glob("grid25-edm-*"))  # refused before CD's and ECT's teacher trained
+
+
+def test_toy_quality_refuses_a_teacher_it_would_ignore():
+    for item in ("cd:teacher=runs/toy-edm", "ect:init_from=runs/toy-edm"):
+        out = subprocess.run([sys.executable, "benchmarks/toy_quality.py", "--fast", "--set", item], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and item in out.stderr and "--set edm:key=value" in out.stderr
