@@ -27,3 +27,15 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     # same data and noise per micro-batch slot; only the gradient summation order differs
     for name, w in one["model"].items():
         torch.testing.assert_close(ddp["model"][name], w, rtol=1e-5, atol=1e-6)
+
+
+def test_continuous_kinds_are_refused_on_more_than_one_rank():
+    import pytest
+
+    from cmlearn.train.distributed import plan
+    from cmlearn.train.presets import get_preset
+
+    for name in ("toy-sct", "toy-meanflow"):
+        with pytest.raises(ValueError, match="does not train under DDP yet"):
+            plan(get_preset(name), torch.device("cpu"), world=2, rank=0)
+        assert plan(get_preset(name), torch.device("cpu"), world=1, rank=0)[0].kind == get_preset(name).kind

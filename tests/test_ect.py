@@ -78,6 +78,22 @@ def test_loss_same_noise_weighting_and_boundary():
     assert torch.allclose(model.inner(x_r[at_eps], r[at_eps]), x_r[at_eps])
 
 
+def test_weightings_divide_by_the_stage_factor_or_use_snr():
+    torch.manual_seed(0)
+    model, x0 = Recorder(), torch.randn(64, 2) * 0.5
+    losses = {}
+    for w in ("dt", "dt_stage", "snr"):
+        model.calls.clear()
+        loss_fn = ECTLoss(stage_steps=10, weighting=w)
+        losses[w] = loss_fn(model, model, x0, k=25, generator=torch.Generator().manual_seed(1)).detach()
+    (_, t), (_, r) = model.calls
+    d = losses["dt"] * (t - r)  # the distance itself
+    torch.testing.assert_close(losses["dt_stage"], losses["dt"] / 8)  # stage a = 2 at k = 25: q^(a+1) = 8
+    torch.testing.assert_close(losses["snr"], d * (t**2 + 0.25) / (t * 0.5) ** 2, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        ECTLoss(stage_steps=10, weighting="edm")
+
+
 def test_stable_target_moves_only_the_target_point():
     """stable_target=True: x_t is unchanged and x_r = x + r z - (1 - r / t) (x - xbar), xbar the batch's posterior
     mean of x given x_t (cmlearn.core.stable_target)."""
@@ -144,6 +160,9 @@ def test_ect_presets_and_config_keys():
     assert make_loss(toy.override({"ect_stage_steps": "0", "steps": "80"})).stage_steps == 10  # default: 8 stages
     with pytest.raises(ValueError, match="ect_q"):
         get_preset("toy-cd").override({"ect_q": "4"})
+    assert make_loss(digits.override({"ect_weighting": "dt_stage"})).weighting == "dt_stage"
+    with pytest.raises(ValueError, match="ect_weighting"):
+        get_preset("toy-ct").override({"ect_weighting": "snr"})
     smoke = get_preset("cifar10-ect", size="smoke")
     assert smoke.steps == 4 and smoke.init_from == "runs/cifar10-edm-smoke"
 

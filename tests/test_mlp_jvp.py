@@ -57,6 +57,27 @@ def test_jvp_output_carries_gradients_and_its_tangent_does_not():
         torch.testing.assert_close(a, b)
 
 
+def test_jvp_in_eval_mode_drops_nothing():
+    net = MLP(2, width=32, depth=2, emb_dim=16, dropout=0.5).double().eval()
+    x, c, dx, dc = _inputs(1)
+    f_ref, df_ref = torch.func.jvp(net, (x, c), (dx, dc))
+    f, df = net.jvp(x, c, dx, dc)
+    assert torch.equal(f, f_ref)
+    torch.testing.assert_close(df, df_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [("sin", "cos"), ("cos", "sin")])
+def test_fourier_embedding_tangent_in_either_order(order):
+    from cmlearn.nets.layers import FourierEmbedding
+
+    emb = FourierEmbedding(16, scale=4.0, order=order).double()
+    c, dc = torch.linspace(-1, 1, 9, dtype=torch.float64), torch.linspace(0.5, 2, 9, dtype=torch.float64)
+    e, de = emb.jvp(c, dc)
+    e_ref, de_ref = torch.func.jvp(emb, (c,), (dc,))
+    assert torch.equal(e, e_ref)
+    torch.testing.assert_close(de, de_ref, rtol=1e-12, atol=1e-12)
+
+
 def test_jvp_refuses_mismatched_tangents():
     net = MLP(2, width=8, depth=1, emb_dim=8).double()
     x, c, dx, dc = _inputs(1, n=4)
@@ -106,13 +127,18 @@ class _Generic(torch.nn.Module):
         return self.inner(*args)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
 @pytest.mark.parametrize("kind", ["meanflow", "sct"])
-def test_losses_give_the_same_value_and_gradients_either_way(kind):
+def test_losses_give_the_same_value_and_gradients_either_way(kind, dropout, monkeypatch):
     from cmlearn.core.meanflow import MeanFlowLoss, MeanFlowModel
     from cmlearn.core.scm import SCMLoss, TrigFlowFunction
 
     torch.manual_seed(0)
-    net = MLP(2, width=32, depth=2, emb_dim=16, n_times=2 if kind == "meanflow" else 1, input_scale=10.0).double()
+    net = MLP(2, width=32, depth=2, emb_dim=16, n_times=2 if kind == "meanflow" else 1, input_scale=10.0,
+              dropout=dropout).double().train()
+    calls = []
+    jvp = net.jvp
+    monkeypatch.setattr(net, "jvp", lambda *a: calls.append(1) or jvp(*a))
     if kind == "meanflow":
         loss_fn = MeanFlowLoss(sampler="uniform", ratio=0.75, stable_target=True)
         fast, generic = MeanFlowModel(net), MeanFlowModel(_Generic(net))
@@ -124,8 +150,10 @@ def test_losses_give_the_same_value_and_gradients_either_way(kind):
     assert hasattr(fast.net, "jvp") and not hasattr(generic.net, "jvp")  # the two paths
     x0 = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     grads = []
-    for model in (fast, generic):
+    for model, n_calls in ((fast, 1), (generic, 1)):  # MLP.jvp runs once in the fast loss, never in the generic one
+        torch.manual_seed(4)  # the same dropout masks both ways
         loss = loss_fn(model, None, x0, k=5, generator=torch.Generator().manual_seed(2)).mean()
+        assert len(calls) == n_calls
         loss.backward()
         grads.append((loss.detach(), [p.grad.clone() for p in net.parameters()]))
         net.zero_grad()

@@ -10,9 +10,10 @@ Source: C. Lu, Y. Song, "Simplifying, Stabilizing and Scaling Continuous-Time Co
   ``TrigFlowFunction`` also answers in the VE coordinates of the rest of cmlearn, f(x_sigma, sigma), so Algorithm 1
   (``cmlearn.core.sampling.sample``) samples it unchanged; 1 step from sigma = T = 80 is t = arctan(T / sd), sCM's T.
 * Training (Algorithm 1): g = -cos^2(t) (sd F_- - dx_t/dt) - r cos(t) sin(t) (x_t + sd dF_-/dt), dF_-/dt a jvp with
-  tangents (dx_t/dt, 1) of the stop-gradient network (``cmlearn.core.jvp``); r = min(1, k / H), the tangent warm-up;
-  tangent normalization g <- g / (||g|| + c), c = 0.1; loss e^{w_phi(t)} / D ||F_theta - F_- - g||^2 - w_phi(t), with
-  the adaptive weighting w_phi (``logvar``) learned with theta. t: sigma = e^tau / ... lognormal, tau ~ N(P_mean,
+  tangents (dx_t/dt, 1) of the stop-gradient network (``MLP.jvp`` for the toy MLP, else ``cmlearn.core.jvp``);
+  r = min(1, k / H), the tangent warm-up; tangent normalization g <- g / (||g|| + c), c = 0.1; loss
+  e^{w_phi(t)} / D ||F_theta - F_- - g||^2 - w_phi(t), with the adaptive weighting w_phi (``logvar``) learned with
+  theta. t: sigma = e^tau / ... lognormal, tau ~ N(P_mean,
   P_std^2) (CIFAR-10: -1.0, 1.4), t = arctan(sigma / sd).
 * The network's time input is t itself (c_noise(t) = t; Sec. 4.1 drops EDM's log-sigma conditioning and large
   Fourier scales for stability); ``time_dtype="float16"`` rounds it to half precision, one of the instabilities
@@ -65,26 +66,29 @@ class TrigFlowFunction(nn.Module):
         nn.init.zeros_(self.weight.weight)
         nn.init.zeros_(self.weight.bias)
 
-    def F(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The raw network F_theta(x_t / sd, c_noise(t)), c_noise(t) = t or log(tan t) / 4 (``time_input``), t
-        rounded to half precision first if ``time_dtype`` is float16; (B, ...)."""
+    def c_noise(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_noise(t), d c_noise / dt), (B,) each: t or log(tan t) / 4 (``time_input``; tan t floored at eps / sd,
+        where the derivative is 0), t rounded to half precision first if ``time_dtype`` is float16 (the rounding
+        passes the derivative through, as forward-mode AD does)."""
         c = t.to(torch.float16).to(t.dtype) if self.time_dtype == torch.float16 else t
-        if self.time_input == "log_tan":
-            c = 0.25 * torch.log(torch.tan(c).clamp(min=self.eps / self.sigma_data))
-        return self.net(x_t / self.sigma_data, c).to(x_t.dtype)
+        if self.time_input == "t":
+            return c, torch.ones_like(c)
+        tan, floor = torch.tan(c), self.eps / self.sigma_data
+        dc = torch.where(tan >= floor, 0.25 / (torch.sin(c) * torch.cos(c)), torch.zeros_like(c))
+        return 0.25 * torch.log(tan.clamp(min=floor)), dc  # time_input == "log_tan" (checked in __init__)
+
+    def F(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The raw network F_theta(x_t / sd, c_noise(t)) (``c_noise``); (B, ...)."""
+        return self.net(x_t / self.sigma_data, self.c_noise(t)[0]).to(x_t.dtype)
 
     def F_jvp(self, x_t: torch.Tensor, t: torch.Tensor, dx_dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(F, dF/dt) along (dx_dt, 1): by the network's own forward mode where it has one (``MLP.jvp``: dF/dt
-        without autograd, about 2x faster), else ``cmlearn.core.jvp.total_derivative`` of ``F``."""
+        """(F, dF/dt) along (dx_dt, 1), x_t and dx_dt (B, ...), t (B,) -> two (B, ...): by the network's own forward
+        mode where it has one (``MLP.jvp``, about 1.5x faster; its dF/dt carries no autograd), else by
+        ``cmlearn.core.jvp.total_derivative`` of ``F`` (whose dF/dt does, outside no_grad). Every caller uses dF/dt
+        as a stop-gradient tangent."""
         if not hasattr(self.net, "jvp"):
             return total_derivative(self.F, x_t, t, dx_dt)
-        c, dc = t, torch.ones_like(t)  # the float16 rounding passes the tangent through, as forward mode does
-        if self.time_dtype == torch.float16:
-            c = t.to(torch.float16).to(t.dtype)
-        if self.time_input == "log_tan":
-            tan, floor = torch.tan(c), self.eps / self.sigma_data
-            dc = torch.where(tan >= floor, 0.25 / (torch.sin(c) * torch.cos(c)), torch.zeros_like(c))
-            c = 0.25 * torch.log(tan.clamp(min=floor))
+        c, dc = self.c_noise(t)
         F, dF = self.net.jvp(x_t / self.sigma_data, c, dx_dt / self.sigma_data, dc)
         return F.to(x_t.dtype), dF.to(x_t.dtype)
 

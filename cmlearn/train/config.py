@@ -25,6 +25,7 @@ ONLY_FOR = {
     "distance": ("cd", "ct", "ict", "ect"), "huber_c": ("cd", "ct", "ict", "ect"),
     "weighting": ("cd", "ct", "ict"), "pd_nfe": ("pd",), "pd_start": ("pd",),
     "ect_q": ("ect",), "ect_stage_steps": ("ect",), "ect_short_stages": ("ect",), "ect_short_steps": ("ect",),
+    "ect_weighting": ("ect",),
     "tangent_norm": ("sct", "scd"), "tangent_warmup": ("sct", "scd"), "adaptive_weight": ("sct", "scd"),
     "time_dtype": ("sct", "scd"), "time_input": ("sct", "scd"),
     "mf_ratio": ("meanflow",), "mf_adaptive_p": ("meanflow",), "mf_times": ("meanflow",),
@@ -37,7 +38,7 @@ ADDED_KEYS = {"pd_nfe": 1, "pd_start": 0, "ect_q": 2.0, "ect_stage_steps": 0, "e
               "ect_short_steps": 0, "tangent_norm": 0.1, "tangent_warmup": 0,
               "adaptive_weight": True, "time_dtype": "float32", "mf_ratio": 0.25, "huber_c": 0.0,
               "mf_adaptive_p": 1.0, "time_input": "t", "mf_times": "logit_normal",
-              "stable_target": False, "stable_ref": 0}
+              "stable_target": False, "stable_ref": 0, "ect_weighting": "dt"}
 """Keys added after runs were cached and shipped, with their defaults: ``cmlearn.train.cache.config_key`` leaves
 them out of the hash at these values, so adding a key does not orphan every existing run."""
 
@@ -85,6 +86,7 @@ class TrainConfig:
     ect_stage_steps: int = 0  # ECT: iterations per stage (0: steps / 8, so 8 stages)
     ect_short_stages: int = 0  # ECT: this many first stages last ect_short_steps each (then ect_stage_steps each)
     ect_short_steps: int = 0  # ECT: iterations of each of the first ect_short_stages stages
+    ect_weighting: str = "dt"  # ECT's loss weight: dt 1/(t - r) | dt_stage 1/(t - r) / q^(a+1) | snr 1/t^2 + 1/sd^2
     tangent_norm: float = 0.1  # sCM: g <- g / (||g|| + c), this c (0: no tangent normalization)
     tangent_warmup: int = 0  # sCM: iterations over which the tangent's second term ramps from 0 to 1 (0: none)
     adaptive_weight: bool = True  # sCM: the learned weighting w_phi(t) (loss e^w / D ||.||^2 - w)

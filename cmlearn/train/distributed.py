@@ -11,7 +11,7 @@ import sys
 import torch
 from torch import nn
 
-from cmlearn.train.config import TrainConfig
+from cmlearn.train.config import CONTINUOUS, TrainConfig
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -46,7 +46,12 @@ def accumulation(cfg: TrainConfig, world: int) -> int:
 
 
 def plan(cfg: TrainConfig, device: torch.device, *, world: int, rank: int) -> tuple[TrainConfig, dict[str, bool]]:
-    """The config as run (grad_accum from ``accumulation``) and the switches; said once on rank 0 when any is on."""
+    """The config as run (grad_accum from ``accumulation``) and the switches; said once on rank 0 when any is on.
+    Raises ValueError for a continuous-time kind on more than one rank (not supported under DDP yet)."""
+    if world > 1 and cfg.kind in CONTINUOUS:
+        raise ValueError(f"kind={cfg.kind!r} does not train under DDP yet (world size {world}): its loss calls the "
+                         "network's own forward mode outside DDP's forward, so the ranks' gradients would not be "
+                         "synchronised; train it on one process")
     run_cfg, fast = dataclasses.replace(cfg, grad_accum=accumulation(cfg, world)), switches(cfg, device)
     if rank == 0 and any(fast.values()):
         micro = cfg.batch_size // (world * run_cfg.grad_accum)

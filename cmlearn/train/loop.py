@@ -51,7 +51,7 @@ def make_loss(cfg: TrainConfig, teacher=None):
         return ECTLoss(stage_steps=cfg.ect_stage_steps or max(1, cfg.steps // 8), q=cfg.ect_q, p_mean=cfg.p_mean,
                        p_std=cfg.p_std, distance=cfg.distance, eps=cfg.eps, T=cfg.T,
                        huber_c=cfg.huber_c, short_stages=cfg.ect_short_stages, short_steps=cfg.ect_short_steps,
-                       stable_target=cfg.stable_target)
+                       stable_target=cfg.stable_target, weighting=cfg.ect_weighting, sigma_data=cfg.sigma_data)
     if cfg.kind in CONTINUOUS:  # sCT, sCD, MeanFlow
         return continuous_loss(cfg, teacher)
     curriculum = {k: v for k, v in (("s0", cfg.s0), ("s1", cfg.s1)) if v}
