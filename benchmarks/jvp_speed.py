@@ -7,7 +7,8 @@ what cmlearn uses) against ``torch.func.jvp`` through the same network (the gene
 Prints each step's mean time both ways (``--rounds`` rounds, interleaved, of ``--steps`` steps each; the best round
 of each), their ratio, and checks that both ways give the same loss. torch.func.jvp reaches the MLP's layers through
 functorch's wrappers and Python decompositions of the forward-mode rules; the written-out tangent is two matmuls
-and a few elementwise products per layer, under no_grad.
+and a few elementwise products per layer, under no_grad. The sCT ratio holds two changes: the tangent itself, and one
+pass that also gives F with autograd where the generic path runs a second forward pass for it.
 """
 
 from __future__ import annotations
