@@ -13,8 +13,7 @@ Source: C. Lu, Y. Song, "Simplifying, Stabilizing and Scaling Continuous-Time Co
   tangents (dx_t/dt, 1) of the stop-gradient network (``MLP.jvp`` for the toy MLP, else ``cmlearn.core.jvp``);
   r = min(1, k / H), the tangent warm-up; tangent normalization g <- g / (||g|| + c), c = 0.1; loss
   e^{w_phi(t)} / D ||F_theta - F_- - g||^2 - w_phi(t), with the adaptive weighting w_phi (``logvar``) learned with
-  theta. t: sigma = e^tau / ... lognormal, tau ~ N(P_mean,
-  P_std^2) (CIFAR-10: -1.0, 1.4), t = arctan(sigma / sd).
+  theta. t: sigma = e^tau / ... lognormal, tau ~ N(P_mean, P_std^2) (CIFAR-10: -1.0, 1.4), t = arctan(sigma / sd).
 * The network's time input is t itself (c_noise(t) = t; Sec. 4.1 drops EDM's log-sigma conditioning and large
   Fourier scales for stability); ``time_dtype="float16"`` rounds it to half precision, one of the instabilities
   the paper names. ``time_input="log_tan"`` feeds c_noise(t) = log(tan t) / 4 = log(sigma / sd) / 4 instead (EDM's

@@ -53,12 +53,13 @@ class FourierEmbedding(nn.Module):
     def jvp(self, c: torch.Tensor, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(forward(c), its tangent along dc (B,)): d sin = cos d(arg), d cos = -sin d(arg); the tangent is
         computed without autograd (a stop-gradient tangent, as ``cmlearn.nets.mlp.MLP.jvp`` documents)."""
-        emb = self.forward(c)
+        arg = (2 * math.pi) * c.to(self.freqs.dtype)[:, None] * self.freqs[None]
+        sin, cos = arg.sin(), arg.cos()  # forward's own ops: the same values, computed once for both outputs
         with torch.no_grad():
-            arg = (2 * math.pi) * c.to(self.freqs.dtype)[:, None] * self.freqs[None]
             darg = (2 * math.pi) * dc.to(self.freqs.dtype)[:, None] * self.freqs[None]
-            dsin, dcos = arg.cos() * darg, -arg.sin() * darg
-            return emb, torch.cat([dsin, dcos] if self.order[0] == "sin" else [dcos, dsin], dim=1)
+            dsin, dcos = cos * darg, -sin * darg
+            tangent = torch.cat([dsin, dcos] if self.order[0] == "sin" else [dcos, dsin], dim=1)
+        return torch.cat([sin, cos] if self.order[0] == "sin" else [cos, sin], dim=1), tangent
 
     def extra_repr(self) -> str:
         return f"dim={2 * self.freqs.numel()}, order={self.order}"
